@@ -1,0 +1,3 @@
+"""esimctl: one command line for every travel eSIM."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,6 @@
+"""`python -m esimctl`."""
+
+from esimctl.cli.app import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The command line: Typer wiring only; the work happens in ``commands/*.run_*``."""

@@ -1,0 +1,374 @@
+"""The Typer app and ``main``: the one place where errors become exit codes.
+
+Commands parse flags into their options dataclass and call ``run_x``; they raise
+``EsimctlError``s and never call ``sys.exit``. ``run`` maps everything to SPEC's exit
+codes, writes the one-line error (and the JSON envelope under ``--json``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from esimctl import __version__
+from esimctl.cli import context
+from esimctl.cli.options import (
+    AccountOpt,
+    DryRunOpt,
+    JsonlOpt,
+    JsonOpt,
+    RefreshOpt,
+    YesOpt,
+)
+from esimctl.env import Env
+from esimctl.errors import EsimctlError, ExitCode
+
+HELP = """\
+One table for every travel eSIM you hold: data left, expiry, top-ups, renewals.
+
+Examples:
+
+  esimctl --demo status                  try it without an account
+  esimctl account add trip --provider airalo
+  esimctl status                         every eSIM, every account
+  esimctl plans Tokyo                    top-ups sold for that eSIM
+  esimctl renew Tokyo --plan jp-3gb-7d   buy one, confirm it was applied
+  esimctl history --since 30d
+
+Exit codes: 0 ok, 1 failure, 2 bad input, 3 partial, 4 credentials, 5 refused by a
+limit, 8 attention (status --check), 75 retry later, 130 interrupted.
+"""
+
+app = typer.Typer(
+    name="esimctl",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+account_app = typer.Typer(
+    help="Store, list, test and remove provider accounts (secrets go to the OS keyring).",
+    no_args_is_help=True,
+)
+app.add_typer(account_app, name="account")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"esimctl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Use the built-in demo provider in its own profile.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    color: Annotated[
+        str, typer.Option("--color", help="auto, always or never (NO_COLOR is honoured).")
+    ] = "auto",
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    env = context.current().env
+    env.demo = env.demo or demo
+    env.quiet = env.quiet or quiet
+    env.debug = env.debug or debug
+    if color not in ("auto", "always", "never"):
+        from esimctl.errors import InvalidInput
+
+        raise InvalidInput(f"invalid --color {color!r}: use auto, always or never")
+    env.color = color
+
+
+def _done(env: Env, code: int) -> None:
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    esims: Annotated[
+        list[str] | None, typer.Argument(help="ICCIDs, ICCID suffixes (4+ digits) or labels.")
+    ] = None,
+    refresh: RefreshOpt = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 8 when anything needs attention.")
+    ] = False,
+    account: AccountOpt = None,
+    json_: JsonOpt = False,
+    jsonl: JsonlOpt = False,
+) -> None:
+    """Every eSIM of every account: data left, expiry, state, what needs attention.
+
+    Examples: esimctl status · esimctl status Tokyo --refresh · esimctl status --check -q
+    """
+    from esimctl.cli.commands.common import finish
+    from esimctl.cli.commands.status import StatusOptions, run_status
+
+    env = context.begin("status", json=json_)
+    opts = StatusOptions(tuple(esims or ()), tuple(account or ()), refresh, check)
+    _done(env, finish(env, run_status(opts, env), json=json_, jsonl=jsonl))
+
+
+@app.command()
+def plans(
+    esim: Annotated[str | None, typer.Argument(help="The eSIM to extend.")] = None,
+    country: Annotated[
+        str | None, typer.Option("--country", "-c", help="Plans sold for this country (ISO code).")
+    ] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="price, price-per-gb, data or validity.")
+    ] = "price",
+    min_days: Annotated[int | None, typer.Option("--min-days", help="At least N days.")] = None,
+    min_data: Annotated[
+        str | None, typer.Option("--min-data", help="At least this much data, e.g. 3GB.")
+    ] = None,
+    account: AccountOpt = None,
+    json_: JsonOpt = False,
+    jsonl: JsonlOpt = False,
+) -> None:
+    """What can be bought: top-ups for one eSIM, or plans for a country.
+
+    Examples: esimctl plans Tokyo · esimctl plans --country JP --sort price-per-gb --min-days 7
+    """
+    from esimctl.cli.commands.common import finish
+    from esimctl.cli.commands.plans import PlansOptions, run_plans
+
+    env = context.begin("plans", json=json_)
+    opts = PlansOptions(esim, country, tuple(account or ()), sort, min_days, min_data)
+    _done(env, finish(env, run_plans(opts, env), json=json_, jsonl=jsonl))
+
+
+@app.command()
+def renew(
+    esim: Annotated[str | None, typer.Argument(help="The eSIM to top up.")] = None,
+    plan: Annotated[str | None, typer.Option("--plan", "-p", help="Plan id from 'plans'.")] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    max_price: Annotated[
+        str | None, typer.Option("--max-price", help="Refuse anything dearer, e.g. 15USD.")
+    ] = None,
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="How long to wait for the top-up to show (30m).")
+    ] = "30m",
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Wait up to N seconds for another renewal to finish."),
+    ] = 0.0,
+    auto: Annotated[
+        bool, typer.Option("--auto", help="Apply the renewal rules of config to every eSIM.")
+    ] = False,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Manual sellers: print the renewal URL only.")
+    ] = False,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Manual sellers: data bought, e.g. 3GB.")
+    ] = None,
+    days: Annotated[int | None, typer.Option("--days", help="Manual sellers: days bought.")] = None,
+    price: Annotated[
+        str | None, typer.Option("--price", help="Manual sellers: price paid, e.g. 58CNY.")
+    ] = None,
+    order_number: Annotated[
+        str | None, typer.Option("--order", help="Manual sellers: the seller's order number.")
+    ] = None,
+    account: AccountOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Buy a top-up, safely: price shown, consent asked, bought once, applied confirmed.
+
+    Examples: esimctl renew Tokyo --plan jp-3gb-7d · esimctl renew 0018 -p jp-1gb-3d --yes
+    --max-price 5USD · esimctl renew --auto --yes -q (from cron)
+    """
+    from esimctl.cli.commands.common import finish
+    from esimctl.cli.commands.renew import RenewOptions, run_renew
+
+    env = context.begin("renew", json=json_)
+    opts = RenewOptions(
+        esim=esim,
+        plan=plan,
+        yes=yes,
+        dry_run=dry_run,
+        max_price=max_price,
+        timeout=timeout,
+        wait=wait,
+        auto=auto,
+        accounts=tuple(account or ()),
+        no_browser=no_browser,
+        data=data,
+        days=days,
+        price=price,
+        order_number=order_number,
+    )
+    _done(env, finish(env, run_renew(opts, env), json=json_))
+
+
+@app.command()
+def history(
+    esim: Annotated[str | None, typer.Argument(help="Only this eSIM.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="A date (2026-11-01) or an age (30d).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most N orders.")] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Only the local ledger; ask no provider.")
+    ] = False,
+    account: AccountOpt = None,
+    json_: JsonOpt = False,
+    jsonl: JsonlOpt = False,
+) -> None:
+    """Every order and top-up, from the providers and the local ledger, newest first.
+
+    Examples: esimctl history · esimctl history Tokyo --since 30d · esimctl history --jsonl
+    """
+    from esimctl.cli.commands.common import finish
+    from esimctl.cli.commands.history import HistoryOptions, run_history
+
+    env = context.begin("history", json=json_)
+    opts = HistoryOptions(esim, tuple(account or ()), since, limit, local)
+    _done(env, finish(env, run_history(opts, env), json=json_, jsonl=jsonl))
+
+
+@account_app.command("add")
+def account_add(
+    name: Annotated[str, typer.Argument(help="Account name: letters, digits, '-' and '_'.")],
+    provider: Annotated[
+        str, typer.Option("--provider", "-p", help="airalo, esimaccess, esimgo, celitech, manual.")
+    ],
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Sandbox, proxy or test server address.")
+    ] = None,
+    secrets_stdin: Annotated[
+        bool, typer.Option("--secrets-stdin", help="Read FIELD=value lines from stdin.")
+    ] = False,
+    store: Annotated[
+        str, typer.Option("--store", help="keyring (default) or file (0600, for servers).")
+    ] = "keyring",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Provider option KEY=VALUE (repeatable)."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite an existing account.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Store an account; its secrets are asked without echo and kept in the OS keyring.
+
+    Examples: esimctl account add trip --provider airalo · printf 'API_KEY=...\\n' |
+    esimctl account add go --provider esimgo --secrets-stdin
+    """
+    from esimctl.cli.commands.account import AddOptions, parse_set, run_add
+    from esimctl.cli.commands.common import finish
+
+    env = context.begin("account add", json=json_)
+    opts = AddOptions(name, provider, base_url, secrets_stdin, store, parse_set(set_), replace)
+    _done(env, finish(env, run_add(opts, env), json=json_))
+
+
+@account_app.command("list")
+def account_list(json_: JsonOpt = False) -> None:
+    """List accounts and where each secret lives (never the secret)."""
+    from esimctl.cli.commands.account import run_list
+    from esimctl.cli.commands.common import finish
+
+    env = context.begin("account list", json=json_)
+    _done(env, finish(env, run_list(env), json=json_))
+
+
+@account_app.command("test")
+def account_test(
+    name: Annotated[str, typer.Argument(help="The account to check.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Check an account's credentials with one cheap call to its provider."""
+    from esimctl.cli.commands.account import run_test
+    from esimctl.cli.commands.common import finish
+
+    env = context.begin("account test", json=json_)
+    _done(env, finish(env, run_test(name, env), json=json_))
+
+
+@account_app.command("remove")
+def account_remove(
+    name: Annotated[str, typer.Argument(help="The account to remove.")],
+    yes: YesOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Remove an account and its stored secrets (its orders stay in the ledger)."""
+    from esimctl.cli.commands.account import run_remove
+    from esimctl.cli.commands.common import finish
+
+    env = context.begin("account remove", json=json_)
+    _done(env, finish(env, run_remove(name, env, yes=yes), json=json_))
+
+
+def _report(env: Env, exc: EsimctlError) -> int:
+    inv = context.current()
+    if inv.json and inv.command:
+        from esimctl.output.emit import write_json
+
+        write_json(env, inv.command, None, [exc], exc.exit_code)
+    where = f"{exc.account}: " if exc.account and exc.account not in exc.message else ""
+    env.stderr.write(f"error: {where}{exc.message}\n")
+    if exc.hint:
+        env.stderr.write(f"hint: {exc.hint}\n")
+    env.stderr.flush()
+    return int(exc.exit_code)
+
+
+def run(argv: list[str] | None = None, env: Env | None = None) -> int:
+    """Run esimctl with ``argv``; return the exit code. Never raises (but with --debug)."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError  # vendored click
+
+    args = sys.argv[1:] if argv is None else argv
+    env = env or Env()
+    context.start(env)
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="esimctl", standalone_mode=False)
+        return int(rv) if isinstance(rv, int) else 0
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except NoArgsIsHelpError as exc:
+        env.stdout.write(exc.format_message() + "\n")
+        return 0
+    except EsimctlError as exc:
+        if env.debug:
+            import traceback
+
+            traceback.print_exc(file=env.stderr)
+        return _report(env, exc)
+    except ClickException as exc:
+        # Usage errors: one line and a hint, exit 2.
+        msg = exc.format_message()
+        ctx = getattr(exc, "ctx", None)
+        env.stderr.write(f"error: {msg}\n")
+        if ctx is not None:
+            env.stderr.write(f"hint: run '{ctx.command_path} --help'\n")
+        env.stderr.flush()
+        return ExitCode.USAGE if exc.exit_code == 2 else int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        env.stderr.write("\ninterrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if env.debug:
+            raise
+        env.stderr.write(
+            f"error: unexpected {type(exc).__name__}; run again with --debug for details\n"
+        )
+        return int(ExitCode.FAILURE)
+
+
+def main() -> None:
+    sys.exit(run())

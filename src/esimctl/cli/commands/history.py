@@ -1,0 +1,146 @@
+"""``esimctl history``: every order, from the providers and the local ledger, newest first."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from esimctl import parsing
+from esimctl.env import Env
+from esimctl.errors import InvalidInput
+from esimctl.models import Money, Order, OrderState
+from esimctl.output import human
+from esimctl.output.emit import Column, Table
+from esimctl.providers.base import Capability, Provider
+from esimctl.serialize import iso, order_json
+from esimctl.service import cached_esims, fan_out, match_esim, select_accounts, with_label
+
+from .common import Result
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    esim: str | None = None
+    accounts: tuple[str, ...] = ()
+    since: str | None = None
+    limit: int | None = None
+    local_only: bool = False
+
+
+def _esim_filter(env: Env, name: str, orders: list[Order]) -> str:
+    """An eSIM name for history: ICCID, suffix or label, known from orders or the cache."""
+    esims = []
+    for acc in env.config.accounts():
+        esims.extend(cached_esims(env, acc, ttl=timedelta(days=3650)) or [])
+    if esims:
+        try:
+            return match_esim(name, [with_label(env, e) for e in esims]).iccid
+        except InvalidInput:
+            pass
+    n = name.strip()
+    iccids = {o.iccid for o in orders if o.iccid}
+    if n in iccids:
+        return n
+    if n.isdigit() and len(n) >= 4:
+        hits = [i for i in iccids if i.endswith(n)]
+        if len(hits) == 1:
+            return hits[0]
+    raise InvalidInput(f"no eSIM named {name!r} in the history")
+
+
+def merge(local: list[Order], remote: list[Order]) -> list[Order]:
+    """One row per order: a local journal row and the provider's record of it are one."""
+    by_id = {(o.account, o.id): o for o in remote}
+    by_ref = {(o.account, o.reference): o for o in remote if o.reference}
+    out: list[Order] = []
+    seen: set[tuple[str, str]] = set()
+    for o in local:
+        twin = by_id.get((o.account, o.id)) or by_ref.get((o.account, o.reference or ""))
+        if twin is not None:
+            seen.add((twin.account, twin.id))
+            if twin.state == OrderState.COMPLETED and o.state == OrderState.PENDING:
+                o = Order(**{**o.__dict__, "state": OrderState.COMPLETED})
+        out.append(o)
+    out.extend(o for o in remote if (o.account, o.id) not in seen)
+    out.sort(key=lambda o: o.created_at, reverse=True)
+    return out
+
+
+def totals(orders: list[Order]) -> list[dict[str, str]]:
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    for o in orders:
+        if o.price and o.state in (OrderState.COMPLETED, OrderState.PENDING):
+            sums[o.price.currency] += o.price.amount
+    return [Money(v, k).to_json() for k, v in sorted(sums.items())]
+
+
+def run_history(opts: HistoryOptions, env: Env) -> Result:
+    if opts.limit is not None and opts.limit < 0:
+        raise InvalidInput("--limit must be 0 (all) or more")
+    since = parsing.when(opts.since, now=env.now()) if opts.since else None
+    accounts = select_accounts(env, opts.accounts)
+    names = {a.name for a in accounts}
+    local = [
+        r.to_order()
+        for r in env.ledger.orders(since=since)
+        if r.account in names and r.state != "dry_run"
+    ]
+
+    async def remote(p: Provider) -> list[Order]:
+        if Capability.ORDERS not in p.capabilities or opts.local_only:
+            return []
+        return await p.orders()
+
+    fetched = fan_out(env, accounts, remote)
+    provider_orders = [o for lst in fetched.results.values() for o in lst]
+    if since:
+        provider_orders = [o for o in provider_orders if o.created_at >= since]
+    orders = merge(local, provider_orders)
+    if opts.esim:
+        iccid = _esim_filter(env, opts.esim, orders)
+        orders = [o for o in orders if o.iccid == iccid]
+    if opts.limit:
+        orders = orders[: opts.limit]
+    records = [order_json(o) for o in orders]
+    sums = totals(orders)
+    table = Table(
+        [
+            Column("DATE"),
+            Column("ACCOUNT"),
+            Column("ICCID"),
+            Column("PLAN", no_wrap=False),
+            Column("PRICE", justify="right"),
+            Column("STATE"),
+            Column("ORDER"),
+            Column("SOURCE"),
+        ]
+    )
+    colours = {"completed": "green", "pending": "yellow", "failed": "red"}
+    for o in orders:
+        table.add(
+            (human.local_time(o.created_at), _iso(o)),
+            o.account,
+            o.iccid or "—",
+            o.plan or o.plan_id or "—",
+            human.money(o.price),
+            (f"[{colours.get(o.state.value, 'dim')}]{o.state.value}[/]", o.state.value),
+            o.id,
+            o.source,
+        )
+    if sums and env.stdout_tty:
+        table.footer.append("total: " + ", ".join(f"{t['amount']} {t['currency']}" for t in sums))
+    return Result(
+        command="history",
+        data={"orders": records, "totals": sums},
+        table=table,
+        errors=list(fetched.errors),
+        exit_code=fetched.exit_code,
+        records=records,
+        empty="no orders yet",
+    )
+
+
+def _iso(o: Order) -> str:
+    return iso(o.created_at) or ""

@@ -1,0 +1,154 @@
+"""``esimctl plans``: what can be bought for one eSIM, or for a country."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from esimctl import parsing
+from esimctl.env import Env
+from esimctl.errors import InvalidInput
+from esimctl.models import Esim, Plan
+from esimctl.output import human
+from esimctl.output.emit import Column, Table
+from esimctl.providers.base import Capability, Provider
+from esimctl.serialize import plan_json
+from esimctl.service import Fanout, fan_out, fetch_esims, match_esim, select_accounts
+
+from .common import Result
+
+SORTS = ("price", "price-per-gb", "data", "validity")
+
+
+@dataclass(frozen=True)
+class PlansOptions:
+    esim: str | None = None
+    country: str | None = None
+    accounts: tuple[str, ...] = ()
+    sort: str = "price"
+    min_days: int | None = None
+    min_data: str | None = None
+
+
+def resolve_esim(env: Env, name: str, accounts: tuple[str, ...] = ()) -> Esim:
+    """Find an eSIM by name, from the cache while fresh, fetching if needed."""
+    chosen = select_accounts(env, accounts)
+    fetched = fetch_esims(env, chosen)
+    esims = [e for lst in fetched.results.values() for e in lst]
+    try:
+        return match_esim(name, esims)
+    except InvalidInput:
+        if fetched.errors:
+            raise fetched.errors[0] from None
+        raise
+
+
+def price_per_gb(p: Plan) -> Decimal | None:
+    if p.price is None or not p.data_bytes or p.unlimited:
+        return None
+    gb = Decimal(p.data_bytes) / Decimal(p.unit_base**3)
+    return (p.price.amount / gb).quantize(Decimal("0.01"))
+
+
+def _sort_key(sort: str):  # type: ignore[no-untyped-def]
+    big = Decimal("1e30")
+
+    def key(p: Plan) -> tuple[object, ...]:
+        cur = p.price.currency if p.price else "~"
+        if sort == "price":
+            return (cur, p.price.amount if p.price else big)
+        if sort == "price-per-gb":
+            return (cur, price_per_gb(p) or big)
+        if sort == "data":
+            return (-(p.data_bytes or 0) if not p.unlimited else -(10**18),)
+        return (-(p.validity_days or 0),)
+
+    return key
+
+
+def run_plans(opts: PlansOptions, env: Env) -> Result:
+    if opts.sort not in SORTS:
+        raise InvalidInput(f"invalid --sort {opts.sort!r}: use one of {', '.join(SORTS)}")
+    if bool(opts.esim) == bool(opts.country):
+        raise InvalidInput("name an eSIM, or pass --country CC (one of the two)")
+    min_data = parsing.size(opts.min_data) if opts.min_data else None
+    result: Fanout[list[Plan]]
+    if opts.esim:
+        esim = resolve_esim(env, opts.esim, opts.accounts)
+        account = env.config.account(esim.account)
+
+        async def topups(p: Provider) -> list[Plan]:
+            if Capability.TOPUPS not in p.capabilities:
+                raise p._unsupported("top-ups for an eSIM")
+            return await p.topups(esim)
+
+        result = fan_out(env, [account], topups)
+        title = f"top-ups for {esim.label or esim.iccid}"
+    else:
+        country = (opts.country or "").strip().upper()
+        if len(country) != 2 or not country.isalpha():
+            raise InvalidInput(f"invalid country {opts.country!r}: use a 2-letter code like JP")
+
+        async def catalogue(p: Provider) -> list[Plan]:
+            if Capability.CATALOGUE not in p.capabilities:
+                return []
+            return await p.catalogue(country)
+
+        result = fan_out(env, select_accounts(env, opts.accounts), catalogue)
+        title = f"plans for {country}"
+    plans = [p for lst in result.results.values() for p in lst]
+    if opts.min_days is not None:
+        plans = [p for p in plans if (p.validity_days or 0) >= opts.min_days]
+    if min_data is not None:
+        plans = [p for p in plans if p.unlimited or (p.data_bytes or 0) >= min_data]
+    plans.sort(key=_sort_key(opts.sort))
+    records = [plan_json(p) for p in plans]
+    table = Table(
+        [
+            Column("ID", style="bold"),
+            Column("NAME", no_wrap=False),
+            Column("DATA", justify="right"),
+            Column("DAYS", justify="right"),
+            Column("PRICE", justify="right"),
+            Column("PER GB", justify="right"),
+            Column("PER DAY", justify="right"),
+            Column("KIND"),
+            Column("ACCOUNT"),
+        ]
+    )
+    for p in plans:
+        ppg = price_per_gb(p)
+        per_day = (
+            (p.price.amount / p.validity_days).quantize(Decimal("0.01"))
+            if p.price and p.validity_days
+            else None
+        )
+        kind = (
+            p.kind
+            if p.kind == "new"
+            else (
+                {"stacks": "adds to current", "queues": "queues after current"}.get(
+                    p.stacking or "", "top-up"
+                )
+            )
+        )
+        table.add(
+            p.id,
+            p.name,
+            "unlimited" if p.unlimited else human.size(p.data_bytes, p.unit_base),
+            str(p.validity_days or "?"),
+            human.money(p.price),
+            f"{ppg} {p.price.currency}" if ppg is not None and p.price else "—",
+            f"{per_day} {p.price.currency}" if per_day is not None and p.price else "—",
+            ("[yellow]new eSIM[/]", "new") if p.kind == "new" else (kind, p.stacking or "topup"),
+            p.account,
+        )
+    return Result(
+        command="plans",
+        data={"plans": records},
+        table=table,
+        errors=list(result.errors),
+        exit_code=result.exit_code,
+        records=records,
+        empty=f"no {title}",
+    )

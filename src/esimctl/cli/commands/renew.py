@@ -1,0 +1,177 @@
+"""``esimctl renew``: buy a top-up once, safely, and confirm that it was applied."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from esimctl import parsing, purchase
+from esimctl.env import Env
+from esimctl.errors import EsimctlError, InvalidInput, LimitRefused
+from esimctl.ledger import LedgerOrder
+from esimctl.lock import RenewLock
+from esimctl.models import Esim, Money, Order, OrderState, Plan
+from esimctl.output import human
+from esimctl.providers.base import Capability, Provider
+from esimctl.serialize import order_json
+from esimctl.service import open_provider
+
+from .common import Result, confirm
+from .plans import resolve_esim
+
+
+@dataclass(frozen=True)
+class RenewOptions:
+    esim: str | None = None
+    plan: str | None = None
+    yes: bool = False
+    dry_run: bool = False
+    max_price: str | None = None
+    timeout: str = "30m"
+    wait: float = 0.0
+    auto: bool = False
+    accounts: tuple[str, ...] = ()
+    # manual sellers (no API): what the user bought on the seller's page
+    no_browser: bool = False
+    data: str | None = None
+    days: int | None = None
+    price: str | None = None
+    order_number: str | None = None
+
+
+def pick_plan(plans: list[Plan], wanted: str) -> Plan:
+    exact = [p for p in plans if p.id == wanted]
+    if exact:
+        return exact[0]
+    by_name = [p for p in plans if p.name.lower() == wanted.lower()]
+    if len(by_name) == 1:
+        return by_name[0]
+    ids = ", ".join(p.id for p in plans[:12]) + (" …" if len(plans) > 12 else "")
+    raise InvalidInput(
+        f"unknown plan {wanted!r} for this eSIM (plans: {ids or 'none'}); "
+        "'esimctl plans ESIM' lists them"
+    )
+
+
+def check_price(plan: Plan, cap: Money | None) -> None:
+    if cap is None:
+        return
+    if plan.price is None:
+        raise LimitRefused(f"refused: the price of {plan.name!r} is unknown and --max-price is set")
+    if plan.price.currency != cap.currency:
+        raise LimitRefused(
+            f"refused: {plan.name!r} costs {plan.price}, --max-price is in {cap.currency}"
+        )
+    if plan.price.amount > cap.amount:
+        raise LimitRefused(f"refused: {plan.name!r} costs {plan.price}, above --max-price {cap}")
+
+
+def describe(esim: Esim) -> str:
+    return f"{esim.label} ({esim.iccid})" if esim.label else esim.iccid
+
+
+def run_renew(opts: RenewOptions, env: Env) -> Result:
+    if opts.auto:
+        from .renew_auto import run_auto
+
+        return run_auto(opts, env)
+    if not opts.esim:
+        raise InvalidInput("name the eSIM to renew: esimctl renew ESIM --plan PLAN (or --auto)")
+    cap = parsing.money(opts.max_price) if opts.max_price else None
+    timeout = parsing.duration(opts.timeout) if opts.timeout else timedelta(0)
+    esim = resolve_esim(env, opts.esim, opts.accounts)
+    provider = open_provider(env, env.config.account(esim.account))
+    if Capability.MANUAL in provider.capabilities:
+        from .renew_manual import run_manual_renew
+
+        return run_manual_renew(opts, env, provider, esim)
+    if not opts.plan:
+        raise InvalidInput(
+            f"name the plan: esimctl renew {opts.esim} --plan PLAN "
+            f"('esimctl plans {opts.esim}' lists them)"
+        )
+    try:
+        return asyncio.run(_renew(opts, env, provider, esim, cap, timeout))
+    except EsimctlError as exc:
+        raise exc.for_account(provider.account, provider.id) from None
+
+
+async def _renew(
+    opts: RenewOptions,
+    env: Env,
+    provider: Provider,
+    esim: Esim,
+    cap: Money | None,
+    timeout: timedelta,
+) -> Result:
+    async with provider:
+        plans = await provider.topups(esim)
+        plan = pick_plan(plans, opts.plan or "")
+        check_price(plan, cap)
+        if opts.dry_run:
+            order = Order(
+                id="dry-run",
+                account=provider.account,
+                provider=provider.id,
+                iccid=esim.iccid,
+                plan_id=plan.id,
+                plan=plan.name,
+                price=plan.price,
+                created_at=env.now(),
+                state=OrderState.DRY_RUN,
+                source="local",
+            )
+            return Result(
+                command="renew",
+                data={"order": order_json(order), "applied": False},
+                lines=[
+                    f"dry run: would buy {plan.name} for {human.money(plan.price)} "
+                    f"on {describe(esim)}; nothing bought"
+                ],
+            )
+        confirm(
+            env, f"Buy {plan.name} for {human.money(plan.price)} on {describe(esim)}?", yes=opts.yes
+        )
+        with RenewLock(env.paths.lock_file, wait=opts.wait):
+            await purchase.reconcile(env, provider)
+            before = await provider.get_esim(esim.iccid)
+            row = await purchase.buy(env, provider, before, plan)
+            env.ledger.cache_drop(provider.account)
+            applied = await _verify(env, provider, row, timeout)
+            row = env.ledger.order(row.id)
+    return renew_result(env, row, applied, esim)
+
+
+async def _verify(env: Env, provider: Provider, row: LedgerOrder, timeout: timedelta) -> bool:
+    if not env.show_progress:
+        return await purchase.verify(env, provider, row, timeout=timeout)
+    with env.err.status("waiting for the provider to show the top-up…") as status:
+
+        def tick(remaining: float) -> None:
+            status.update(
+                "waiting for the provider to show the top-up… "
+                f"(giving up in {human.relative(timedelta(seconds=remaining))})"
+            )
+
+        return await purchase.verify(env, provider, row, timeout=timeout, on_wait=tick)
+
+
+def renew_result(env: Env, row: LedgerOrder, applied: bool, esim: Esim) -> Result:
+    order = row.to_order()
+    lines = [
+        f"[green]✓[/] bought {row.plan} for {human.money(row.price)} on {describe(esim)} "
+        f"(order {order.id})"
+    ]
+    if applied:
+        lines.append("[green]✓ applied[/]: the provider shows the new package")
+    else:
+        lines.append(
+            "[yellow]! pending[/]: the provider does not show it yet; "
+            "'esimctl status' keeps checking and flags it"
+        )
+    return Result(
+        command="renew",
+        data={"order": order_json(order), "applied": applied},
+        lines=lines,
+    )

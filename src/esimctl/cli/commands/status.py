@@ -1,0 +1,164 @@
+"""``esimctl status``: every eSIM of every account in one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from esimctl.env import Env
+from esimctl.errors import ExitCode
+from esimctl.ledger import INTENT
+from esimctl.models import Attention, Esim, EsimState, OrderState
+from esimctl.output import human
+from esimctl.output.emit import Column, Table
+from esimctl.serialize import esim_json
+from esimctl.service import attention_for, fetch_esims, match_esim, select_accounts
+
+from .common import Result
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    esims: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    refresh: bool = False
+    check: bool = False
+
+
+def pending_since(env: Env, esims: list[Esim]) -> dict[tuple[str, str], datetime]:
+    """Local top-ups still pending (settled ones were marked while fetching)."""
+    shown = {(e.account, e.iccid) for e in esims}
+    out: dict[tuple[str, str], datetime] = {}
+    for row in env.ledger.orders(states=(OrderState.PENDING.value, INTENT)):
+        key = (row.account, row.iccid or "")
+        if key in shown:
+            out[key] = min(out.get(key, row.created_at), row.created_at)
+    return out
+
+
+def run_status(opts: StatusOptions, env: Env) -> Result:
+    accounts = select_accounts(env, opts.accounts)
+    fetched = fetch_esims(env, accounts, refresh=opts.refresh)
+    esims = [e for lst in fetched.results.values() for e in lst]
+    if opts.esims:
+        wanted = []
+        for name in opts.esims:
+            e = match_esim(name, esims)
+            if e not in wanted:
+                wanted.append(e)
+        esims = wanted
+    now = env.now()
+    cfg = env.config.attention()
+    pending = pending_since(env, esims)
+    rows: list[tuple[Esim, list[str]]] = [
+        (e, attention_for(e, cfg, now, pending_since=pending.get((e.account, e.iccid))))
+        for e in esims
+    ]
+    exit_code = fetched.exit_code
+    if opts.check and exit_code == ExitCode.OK and any(reasons for _, reasons in rows):
+        exit_code = ExitCode.ATTENTION
+    records = [esim_json(e, reasons) for e, reasons in rows]
+    result = Result(
+        command="status",
+        data={"esims": records},
+        table=_table(rows, now, tty=env.stdout_tty),
+        errors=list(fetched.errors),
+        exit_code=exit_code,
+        records=records,
+    )
+    if not accounts:
+        result.notes.append(
+            "no accounts yet: run 'esimctl account add NAME --provider PROVIDER', "
+            "or try 'esimctl --demo status'"
+        )
+        result.empty = "no eSIMs"
+    if any(Attention.TOPUP_OVERDUE in r for _, r in rows):
+        result.notes.append(
+            "a top-up has been pending for over 30 minutes: contact the seller with the "
+            "order number ('esimctl history' shows it)"
+        )
+    return result
+
+
+_STATE_STYLE = {
+    EsimState.ACTIVE: ("green", "✓"),
+    EsimState.NOT_ACTIVE: ("cyan", "○"),
+    EsimState.DEPLETED: ("red", "!"),
+    EsimState.EXPIRED: ("red", "✗"),
+    EsimState.RECYCLED: ("dim", "✗"),
+    EsimState.UNKNOWN: ("yellow", "?"),
+}
+
+_REASON_TEXT = {
+    "low_data": "low data",
+    "expiring_soon": "expiring soon",
+    "topup_pending": "top-up pending",
+    "topup_overdue": "top-up pending > 30 m",
+    "depleted": "no data left",
+    "expired": "expired",
+    "stale": "figures stale",
+}
+
+
+def _data_cells(e: Esim) -> tuple[str, str]:
+    if e.unlimited:
+        return "[green]∞ unlimited[/]", "unlimited"
+    rem, tot = e.data_remaining_bytes, e.data_total_bytes
+    if rem is None:
+        return "?", ""
+    text = f"{human.size(rem, e.unit_base)} / {human.size(tot, e.unit_base)}"
+    if tot:
+        frac = rem / tot
+        colour = "red" if frac < 0.1 else "yellow" if frac < 0.25 else "green"
+        return f"[{colour}]{human.bar(frac)}[/] {text}", f"{rem}/{tot}"
+    return text, f"{rem}/"
+
+
+def _table(rows: list[tuple[Esim, list[str]]], now: datetime, *, tty: bool) -> Table:
+    t = Table(
+        [
+            Column("LABEL", style="bold"),
+            Column("ACCOUNT", hide_if_uniform=True),
+            Column("ICCID"),
+            Column("PLAN", no_wrap=False, min_width=12, optional=True),
+            Column("DATA LEFT"),
+            Column("EXPIRES"),
+            Column("STATE"),
+            Column("AS OF"),
+            Column("ATTENTION", no_wrap=False, min_width=10),
+        ]
+    )
+    for e, reasons in rows:
+        colour, mark = _STATE_STYLE[e.state]
+        state_word = e.state.value.replace("_", " ")
+        data_rich, data_plain = _data_cells(e)
+        if e.expires_at is not None:
+            prefix = "install " if e.state == EsimState.NOT_ACTIVE else ""
+            exp_rich = (
+                f"{prefix}{human.until(e.expires_at, now)} "
+                f"[dim]{human.short_local_time(e.expires_at, now)}[/]"
+            )
+        else:
+            exp_rich = "—"
+        attention_words = [_REASON_TEXT.get(r, r) for r in reasons]
+        t.add(
+            e.label or "—",
+            e.account,
+            ("…" + e.iccid[-6:], e.iccid) if tty else e.iccid,
+            e.plan or "—",
+            (data_rich, data_plain),
+            (exp_rich, _iso(e.expires_at)),
+            (f"[{colour}]{mark} {state_word}[/]", e.state.value),
+            (human.ago(e.as_of, now) if e.as_of else "—", _iso(e.as_of)),
+            (
+                f"[yellow]! {', '.join(attention_words)}[/]" if reasons else "",
+                ",".join(reasons),
+            ),
+        )
+    return t
+
+
+def _iso(dt: datetime | None) -> str:
+    from esimctl.serialize import iso
+
+    return iso(dt) or ""

@@ -1,0 +1,178 @@
+"""The injectable environment: streams, TTY flags, colour, clock, paths and lazy services.
+
+Commands receive an ``Env`` and build nothing global themselves; tests construct one with
+``Env.for_tests``. Consoles, config, ledger and credentials are built on first use, so a
+command that needs none of them imports none of their modules.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, TextIO
+
+from esimctl.paths import Paths
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from esimctl.config import Config
+    from esimctl.credentials import Credentials
+    from esimctl.ledger import Ledger
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def env_flag(environ: Mapping[str, str], name: str) -> bool:
+    """Explicit truthy set: ``ESIMCTL_DEMO=0`` means off (the GH_FORCE_TTY=0 trap)."""
+    return environ.get(name, "").strip().lower() in _TRUE
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Env:
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        stdin_tty: bool | None = None,
+        stdout_tty: bool | None = None,
+        stderr_tty: bool | None = None,
+        clock: Callable[[], datetime] | None = None,
+        demo: bool = False,
+        quiet: bool = False,
+        debug: bool = False,
+        color: str = "auto",
+    ) -> None:
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.stdin_tty = _isatty(self.stdin) if stdin_tty is None else stdin_tty
+        self.stdout_tty = _isatty(self.stdout) if stdout_tty is None else stdout_tty
+        self.stderr_tty = _isatty(self.stderr) if stderr_tty is None else stderr_tty
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.demo = demo or env_flag(self.environ, "ESIMCTL_DEMO")
+        self.quiet = quiet
+        self.debug = debug
+        self.color = color
+
+    # -- paths and profile -------------------------------------------------------------------
+
+    @cached_property
+    def user_paths(self) -> Paths:
+        return Paths.from_environ(dict(self.environ))
+
+    @cached_property
+    def paths(self) -> Paths:
+        """The active profile: the demo's own throwaway one under --demo."""
+        if self.demo:
+            return Paths.under(self.user_paths.demo_home)
+        return self.user_paths
+
+    # -- terminal policy ---------------------------------------------------------------------
+
+    @property
+    def can_prompt(self) -> bool:
+        return (
+            self.stdin_tty
+            and self.stdout_tty
+            and not env_flag(self.environ, "ESIMCTL_PROMPT_DISABLED")
+        )
+
+    @property
+    def use_color(self) -> bool:
+        if self.color in ("always", "never"):
+            return self.color == "always"
+        if self.environ.get("NO_COLOR") or self.environ.get("CLICOLOR") == "0":
+            return False
+        for force in ("CLICOLOR_FORCE", "FORCE_COLOR"):
+            if self.environ.get(force, "0") not in ("", "0"):
+                return True
+        return self.stdout_tty and self.environ.get("TERM", "") != "dumb"
+
+    @property
+    def show_progress(self) -> bool:
+        return self.stderr_tty and not self.quiet and not env_flag(self.environ, "CI")
+
+    def _console(self, file: TextIO, tty: bool) -> Console:
+        from rich.console import Console
+
+        width = None
+        if not tty:
+            width = 200
+        return Console(
+            file=file,
+            force_terminal=self.use_color if tty else False,
+            no_color=not self.use_color,
+            color_system="auto" if self.use_color else None,
+            highlight=False,
+            soft_wrap=False,
+            width=width,
+            emoji=False,
+        )
+
+    @cached_property
+    def out(self) -> Console:
+        return self._console(self.stdout, self.stdout_tty)
+
+    @cached_property
+    def err(self) -> Console:
+        return self._console(self.stderr, self.stderr_tty)
+
+    # -- services ----------------------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> Config:
+        from esimctl.config import Config
+
+        if self.demo:
+            from esimctl.providers.demo import demo_config
+
+            return demo_config(self.paths.config_file)
+        return Config.load(self.paths.config_file)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from esimctl.ledger import Ledger
+
+        return Ledger(self.paths.ledger_file, clock=self.clock)
+
+    @cached_property
+    def credentials(self) -> Credentials:
+        from esimctl.credentials import Credentials, FileStore, KeyringStore
+
+        return Credentials(
+            self.environ, KeyringStore(), FileStore(self.paths.data_dir / "credentials")
+        )
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @classmethod
+    def for_tests(cls, **kw: object) -> Env:
+        import io
+
+        defaults: dict[str, object] = {
+            "environ": {},
+            "stdin": io.StringIO(),
+            "stdout": io.StringIO(),
+            "stderr": io.StringIO(),
+            "stdin_tty": False,
+            "stdout_tty": False,
+            "stderr_tty": False,
+        }
+        defaults.update(kw)
+        return cls(**defaults)  # type: ignore[arg-type]

@@ -1,0 +1,55 @@
+"""A kernel advisory lock in the state dir that keeps renewals from overlapping.
+
+``flock`` is released by the kernel on any exit, SIGKILL included, so a crashed run never
+leaves a stale lock behind (unlike a PID file). The second run fails at once with exit 75,
+or waits up to ``wait`` seconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from esimctl.errors import LockHeld
+
+
+class RenewLock:
+    def __init__(self, path: Path, *, wait: float = 0.0) -> None:
+        self.path = path
+        self.wait = wait
+        self.fd: int | None = None
+
+    def __enter__(self) -> RenewLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockHeld(
+                        "another esimctl renewal is running (lock "
+                        f"{self.path}); retry later or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,79 @@
+"""How figures read for a person: sizes in the provider's own units, times, bars."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from esimctl.models import Money
+
+
+def size(n: int | None, base: int = 1024) -> str:
+    """``3 GB`` for 3×1024³ on a binary provider, as the provider's own app shows it."""
+    if n is None:
+        return "?"
+    units = ["B", "KB", "MB", "GB", "TB"]
+    value = float(n)
+    i = 0
+    while value >= base and i < len(units) - 1:
+        value /= base
+        i += 1
+    if i == 0:
+        return f"{n} B"
+    if value < 10:
+        text = f"{value:.2f}".rstrip("0").rstrip(".")
+    elif value < 100:
+        text = f"{value:.1f}".rstrip("0").rstrip(".")
+    else:
+        text = f"{value:.0f}"
+    return f"{text} {units[i]}"
+
+
+def relative(delta: timedelta) -> str:
+    """``2 d 4 h``, ``5 h 10 m``, ``12 m``: two units at most."""
+    secs = int(abs(delta.total_seconds()))
+    d, rem = divmod(secs, 86400)
+    h, rem = divmod(rem, 3600)
+    m = rem // 60
+    if d >= 10:
+        return f"{d} d"
+    if d:
+        return f"{d} d {h} h" if h else f"{d} d"
+    if h:
+        return f"{h} h {m} m" if m else f"{h} h"
+    return f"{m} m" if m else "now"
+
+
+def until(when: datetime, now: datetime) -> str:
+    delta = when - now
+    if delta.total_seconds() >= 0:
+        return f"in {relative(delta)}"
+    return f"{relative(delta)} ago"
+
+
+def ago(when: datetime, now: datetime) -> str:
+    delta = now - when
+    if delta.total_seconds() < 60:
+        return "now"
+    return f"{relative(delta)} ago"
+
+
+def local_time(when: datetime) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def short_local_time(when: datetime, now: datetime) -> str:
+    """``Nov 29 20:36`` this year, ``2027-05-27`` otherwise."""
+    local = when.astimezone()
+    if local.year == now.astimezone().year:
+        return local.strftime("%b %d %H:%M")
+    return local.strftime("%Y-%m-%d")
+
+
+def bar(fraction: float, width: int = 8) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def money(m: Money | None) -> str:
+    return "?" if m is None else str(m)

@@ -1,0 +1,1 @@
+"""Provider clients: one module per seller, all behind ``providers.base.Provider``."""

@@ -1,0 +1,196 @@
+"""The one interface every provider implements, built-in or plugin.
+
+A provider class declares its id, its secret fields and what it can do; its methods
+return already-normalised domain objects (``models``) and raise only ``errors`` types.
+Nothing provider-specific leaks past its module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from esimctl.errors import NotFound, Unsupported
+from esimctl.models import Esim, Money, Order, Plan
+
+if TYPE_CHECKING:
+    from esimctl.config import AccountConfig
+    from esimctl.ledger import Ledger
+
+
+class Capability(StrEnum):
+    LIST_ESIMS = "list_esims"
+    TOPUPS = "topups"  # top-ups sold for one eSIM
+    CATALOGUE = "catalogue"  # plans sold for a country
+    BUY_TOPUP = "buy_topup"
+    FIND_ORDER = "find_order"  # look an order up by our own reference (reconciliation)
+    ORDERS = "orders"
+    BALANCE = "balance"
+    MANUAL = "manual"  # no API: the user renews on the seller's page and records it
+
+
+class SecretCache:
+    """Keeps short-lived provider secrets (access tokens) between runs, like the credentials.
+
+    Backed by the credential store of the account; falls back to memory for this run
+    when no store is writable. Never written to config, cache tables or logs.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], dict[str, str] | None] | None = None,
+        save: Callable[[dict[str, str]], None] | None = None,
+    ) -> None:
+        self._load = load
+        self._save = save
+        self._mem: dict[str, str] | None = None
+
+    def get(self) -> dict[str, str] | None:
+        if self._mem is None and self._load is not None:
+            try:
+                self._mem = self._load()
+            except Exception:  # an unreadable cache only costs a new token
+                self._mem = None
+        return self._mem
+
+    def set(self, value: dict[str, str]) -> None:
+        self._mem = value
+        if self._save is not None:
+            # An unwritable cache only costs a new token next run.
+            with contextlib.suppress(Exception):
+                self._save(value)
+
+
+@dataclass
+class ProviderContext:
+    """What a provider instance gets from esimctl: its account, secrets and services."""
+
+    account: AccountConfig
+    secrets: Mapping[str, str]
+    clock: Callable[[], datetime]
+    state_dir: Path
+    ledger: Ledger | None = None
+    token_cache: SecretCache = field(default_factory=SecretCache)
+    #: Overall HTTP timeout in seconds for one request.
+    timeout: float = 20.0
+    #: Extra: tests and benchmarks may inject counters here; providers ignore unknown keys.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.account.name
+
+
+class Provider:
+    """Base of every provider client.
+
+    Subclasses set the class attributes and override the methods named by their
+    ``capabilities``. Instances are async context managers: ``__aexit__`` closes sockets.
+    """
+
+    id: ClassVar[str]
+    display_name: ClassVar[str]
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    default_base_url: ClassVar[str | None] = None
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: 1024 where the provider counts MB/GB of 1024 bytes, 1000 where it counts decimal.
+    unit_base: ClassVar[int] = 1024
+    #: How long usage figures stay fresh: no shorter than the provider's own cache.
+    usage_ttl: ClassVar[timedelta] = timedelta(0)
+    #: How long catalogue answers stay fresh.
+    catalogue_ttl: ClassVar[timedelta] = timedelta(hours=6)
+    #: Where a person renews by hand / signs up (shown in hints), if anywhere.
+    homepage: ClassVar[str | None] = None
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def account(self) -> str:
+        return self.ctx.account.name
+
+    @property
+    def base_url(self) -> str:
+        url = self.ctx.account.base_url or self.default_base_url
+        if not url:
+            raise Unsupported(f"provider {self.id!r} has no base URL", account=self.account)
+        return url.rstrip("/")
+
+    async def __aenter__(self) -> Provider:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close sockets; the default has none."""
+
+    def _unsupported(self, what: str) -> Unsupported:
+        return Unsupported(
+            f"{self.display_name} does not support {what}",
+            account=self.account,
+            provider=self.id,
+        )
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def check(self) -> str:
+        """Verify the credentials with one cheap call; return a short description."""
+        esims = await self.list_esims()
+        return f"{len(esims)} eSIM(s)"
+
+    async def list_esims(self) -> list[Esim]:
+        raise self._unsupported("listing eSIMs")
+
+    async def get_esim(self, iccid: str) -> Esim:
+        """Fresh figures for one eSIM (used to verify a top-up); default: list and pick."""
+        for e in await self.list_esims():
+            if e.iccid == iccid:
+                return e
+        raise NotFound(f"eSIM {iccid} not found", account=self.account, provider=self.id)
+
+    async def topups(self, esim: Esim) -> list[Plan]:
+        raise self._unsupported("listing top-ups")
+
+    async def catalogue(self, country: str) -> list[Plan]:
+        raise self._unsupported("a catalogue by country")
+
+    async def orders(self) -> list[Order]:
+        raise self._unsupported("order history")
+
+    async def balance(self) -> Money | None:
+        return None
+
+    # -- buying ---------------------------------------------------------------------------
+
+    async def buy_topup(self, esim: Esim, plan: Plan, reference: str) -> Order:
+        """Send one purchase request carrying our ``reference``; never retried blindly.
+
+        Raises ``OutcomeUnknown`` when the request may have reached the provider but no
+        answer came back; the caller then reconciles through ``find_order``.
+        """
+        raise self._unsupported("buying top-ups")
+
+    async def find_order(
+        self, reference: str, *, iccid: str | None, since: datetime
+    ) -> Order | None:
+        """Find the order we sent with ``reference``; None if the provider has none."""
+        raise self._unsupported("looking orders up")
+
+    def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
+        """Does ``after`` show the package bought by ``order``? Providers refine this."""
+        if before is None:
+            return after.state.value in ("active", "not_active")
+        grew = (after.data_total_bytes or 0) > (before.data_total_bytes or 0)
+        extended = (
+            after.expires_at is not None
+            and before.expires_at is not None
+            and after.expires_at > before.expires_at
+        )
+        more_packages = len(after.packages) > len(before.packages)
+        return grew or extended or more_packages

@@ -1,0 +1,267 @@
+"""HTTP plumbing shared by the API providers: throttling, retries, error shapes.
+
+* ``Throttle`` is an async token bucket; a provider creates one per documented limit
+  (per account, per ICCID, ...) and awaits it before each request.
+* ``ApiClient.request`` retries *reads* on 429 (honouring ``Retry-After``), 5xx,
+  timeouts and malformed bodies, with exponential backoff and jitter. A purchase is sent
+  with ``idempotent=False``: it is never retried, and a timeout after the request may
+  have left becomes ``OutcomeUnknown`` so the caller reconciles before buying again.
+* Secrets never appear in exceptions: messages name the endpoint path, not headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from esimctl import __version__
+from esimctl.errors import (
+    AuthRejected,
+    EsimctlError,
+    NotFound,
+    OutcomeUnknown,
+    ProviderError,
+    RateLimited,
+    TemporaryFailure,
+)
+
+#: The longest Retry-After we sleep through inside one run; longer ones exit 75.
+MAX_RETRY_WAIT = 30.0
+
+
+class Throttle:
+    """Token bucket: at most ``rate`` acquisitions per ``per`` seconds, bursting to ``burst``."""
+
+    def __init__(self, rate: float, per: float = 1.0, burst: int | None = None) -> None:
+        self.interval = per / rate
+        self.capacity = float(burst if burst is not None else max(1, int(rate)))
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) / self.interval)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) * self.interval)
+
+    def pause(self, seconds: float) -> None:
+        """After a 429: empty the bucket so every waiter backs off together."""
+        self.tokens = min(self.tokens, 1 - seconds / self.interval)
+
+
+class KeyedThrottle:
+    """One ``Throttle`` per key (e.g. per ICCID), created on demand."""
+
+    def __init__(self, rate: float, per: float = 1.0, burst: int | None = None) -> None:
+        self.args = (rate, per, burst)
+        self.buckets: dict[str, Throttle] = {}
+
+    def __getitem__(self, key: str) -> Throttle:
+        if key not in self.buckets:
+            self.buckets[key] = Throttle(*self.args)
+        return self.buckets[key]
+
+
+def retry_after(resp: httpx.Response) -> float | None:
+    raw = resp.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+ErrorMapper = Callable[[httpx.Response, Any], EsimctlError | None]
+
+
+class ApiClient:
+    """One ``httpx.AsyncClient`` per account (keep-alive), with the provider's policies."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        provider: str,
+        account: str,
+        timeout: float = 20.0,
+        headers: dict[str, str] | None = None,
+        throttle: Throttle | None = None,
+        error_mapper: ErrorMapper | None = None,
+        retries: int = 4,
+        backoff: float = 0.5,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.account = account
+        self.throttle = throttle
+        self.error_mapper = error_mapper
+        self.retries = retries
+        self.backoff = backoff
+        self.stats: dict[str, int] = (
+            (extra or {}).setdefault("http_stats", {}) if extra is not None else {}
+        )
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={
+                "User-Agent": f"esimctl/{__version__}",
+                "Accept": "application/json",
+                **(headers or {}),
+            },
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+    def _err(self, exc: EsimctlError) -> EsimctlError:
+        return exc.for_account(self.account, self.provider)
+
+    def _map_status(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
+        if self.error_mapper is not None:
+            mapped = self.error_mapper(resp, body)
+            if mapped is not None:
+                return mapped
+        path = resp.request.url.path
+        if resp.status_code in (401, 403):
+            return AuthRejected(
+                f"{self.provider} rejected the credentials of account {self.account!r} "
+                f"(HTTP {resp.status_code}); run 'esimctl account add {self.account} "
+                f"--provider {self.provider}' to store new ones"
+            )
+        if resp.status_code == 404:
+            return NotFound(f"{self.provider}: not found ({path})")
+        if resp.status_code == 429:
+            return RateLimited(
+                f"{self.provider} rate limit reached; retry later", retry_after=retry_after(resp)
+            )
+        if resp.status_code >= 500:
+            return TemporaryFailure(f"{self.provider} is unavailable (HTTP {resp.status_code})")
+        if resp.status_code >= 400:
+            return ProviderError(
+                f"{self.provider} refused the request to {path} (HTTP {resp.status_code})"
+            )
+        return None
+
+    @staticmethod
+    def parse_body(resp: httpx.Response) -> Any:
+        if not resp.content:
+            return None
+        try:
+            return json.loads(resp.content)
+        except ValueError:
+            return _MALFORMED
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = True,
+        throttles: tuple[Throttle, ...] = (),
+        **kwargs: Any,
+    ) -> Any:
+        """Send a request and return its parsed JSON body (or None when empty)."""
+        attempts = self.retries + 1 if idempotent else 1
+        last: EsimctlError | None = None
+        for attempt in range(attempts):
+            for t in (self.throttle, *throttles):
+                if t is not None:
+                    await t.acquire()
+            self._count("requests")
+            try:
+                resp = await self.client.request(method, path, **kwargs)
+            except httpx.ConnectError as exc:
+                # Nothing reached the provider: safe to retry, and a purchase was not made.
+                last = TemporaryFailure(f"cannot reach {self.provider}: {type(exc).__name__}")
+                if not idempotent:
+                    raise self._err(last) from None
+            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                if not idempotent:
+                    raise self._err(
+                        OutcomeUnknown(
+                            f"no answer from {self.provider} to the purchase request "
+                            f"({type(exc).__name__}); its outcome will be checked before "
+                            "anything is bought again"
+                        )
+                    ) from None
+                last = TemporaryFailure(f"{self.provider} did not answer ({type(exc).__name__})")
+            else:
+                body = self.parse_body(resp)
+                if body is _MALFORMED:
+                    if resp.status_code >= 400:
+                        body = None
+                    elif not idempotent:
+                        raise self._err(
+                            OutcomeUnknown(
+                                f"{self.provider} sent an unreadable answer to the purchase"
+                            )
+                        )
+                    else:
+                        last = TemporaryFailure(f"{self.provider} sent a malformed answer")
+                        await self._sleep(attempt, None)
+                        continue
+                err = self._map_status(resp, body)
+                if err is None:
+                    return body
+                if isinstance(err, RateLimited):
+                    self._count("429")
+                    wait = err.retry_after
+                    if self.throttle is not None:
+                        self.throttle.pause(wait if wait is not None else 1.0)
+                    if wait is not None and wait > MAX_RETRY_WAIT:
+                        raise self._err(err)
+                elif not (isinstance(err, TemporaryFailure) and idempotent):
+                    raise self._err(err)
+                if not idempotent:
+                    if not isinstance(err, RateLimited):
+                        # A 5xx to a purchase may still have been committed.
+                        raise self._err(
+                            OutcomeUnknown(
+                                f"{self.provider} answered the purchase with HTTP "
+                                f"{resp.status_code}; its outcome will be checked before "
+                                "anything is bought again"
+                            )
+                        )
+                    raise self._err(err)
+                last = err
+                if attempt + 1 < attempts:
+                    await self._sleep(attempt, getattr(err, "retry_after", None))
+                continue
+            if attempt + 1 < attempts:
+                await self._sleep(attempt, None)
+        assert last is not None
+        raise self._err(last)
+
+    async def _sleep(self, attempt: int, hinted: float | None) -> None:
+        delay = hinted if hinted is not None else self.backoff * (2**attempt)
+        await asyncio.sleep(min(MAX_RETRY_WAIT, delay) + random.uniform(0, 0.1))
+
+
+class _Malformed:
+    pass
+
+
+_MALFORMED = _Malformed()

@@ -1,0 +1,172 @@
+"""Buying safely: journal, reconcile, buy once, verify applied.
+
+Every purchase, manual or automatic, goes through here:
+
+1. ``reconcile``: intents left by an earlier run (crash, kill, timeout) are looked up
+   with the provider by our own reference before anything else is bought.
+2. ``buy``: an ``intent`` row with a fresh reference is committed to the ledger *before*
+   the request; the outcome (pending, failed) is written after. An eSIM whose earlier
+   intent is still unresolved is not bought for again.
+3. ``verify``: poll the eSIM (backoff, bounded by a timeout) until the provider shows the
+   package; the order becomes ``completed`` (applied) or stays ``pending``.
+
+The caller holds the renewal lock around all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from esimctl.env import Env
+from esimctl.errors import AuthRejected, EsimctlError, OutcomeUnknown, TemporaryFailure
+from esimctl.ledger import INTENT, LedgerOrder
+from esimctl.models import Esim, Order, OrderState, Plan
+from esimctl.providers.base import Capability, Provider
+from esimctl.serialize import esim_from_cache, esim_to_cache
+
+#: How far back an order lookup searches before an intent's own time.
+LOOKUP_SLACK = timedelta(hours=1)
+
+
+def new_reference() -> str:
+    return "esimctl-" + uuid.uuid4().hex[:20]
+
+
+async def reconcile(env: Env, provider: Provider) -> list[LedgerOrder]:
+    """Resolve this account's intents whose outcome is unknown; return what changed."""
+    changed = []
+    for row in env.ledger.orders(account=provider.account, states=(INTENT,)):
+        if Capability.FIND_ORDER not in provider.capabilities or not row.reference:
+            continue
+        found = await provider.find_order(
+            row.reference, iccid=row.iccid, since=row.created_at - LOOKUP_SLACK
+        )
+        if found is not None:
+            changed.append(
+                env.ledger.update_order(
+                    row.id,
+                    state=OrderState.PENDING.value,
+                    provider_order_id=found.id,
+                    detail={"reconciled": "found at the provider by reference"},
+                )
+            )
+        elif env.now() - row.created_at >= getattr(provider, "order_lookup_lag", timedelta(0)):
+            changed.append(
+                env.ledger.update_order(
+                    row.id,
+                    state=OrderState.FAILED.value,
+                    detail={"reconciled": "not found at the provider: the purchase was not made"},
+                )
+            )
+    return changed
+
+
+def unresolved_intent(env: Env, account: str, iccid: str) -> LedgerOrder | None:
+    rows = env.ledger.orders(account=account, iccid=iccid, states=(INTENT,))
+    return rows[0] if rows else None
+
+
+async def buy(
+    env: Env, provider: Provider, esim: Esim, plan: Plan, *, need: str | None = None
+) -> LedgerOrder:
+    """Journal the intent, send one purchase, record the outcome. Never sends twice."""
+    waiting = unresolved_intent(env, provider.account, esim.iccid)
+    if waiting is not None:
+        raise TemporaryFailure(
+            f"an earlier purchase for eSIM {esim.iccid} ({waiting.plan}) has an unknown outcome "
+            "and the provider does not show it yet; nothing was bought, retry later",
+            account=provider.account,
+            provider=provider.id,
+        )
+    reference = new_reference()
+    row = env.ledger.add_order(
+        account=provider.account,
+        provider=provider.id,
+        iccid=esim.iccid,
+        plan_id=plan.id,
+        plan=plan.name,
+        price=plan.price,
+        state=INTENT,
+        reference=reference,
+        need=need,
+        detail={"before": esim_to_cache(esim)},
+    )
+    try:
+        order = await provider.buy_topup(esim, plan, reference)
+    except OutcomeUnknown:
+        # Look once right away: many providers show the order at once.
+        if Capability.FIND_ORDER in provider.capabilities:
+            try:
+                found = await provider.find_order(
+                    reference, iccid=esim.iccid, since=row.created_at - LOOKUP_SLACK
+                )
+            except EsimctlError:
+                found = None
+            if found is not None:
+                return env.ledger.update_order(
+                    row.id, state=OrderState.PENDING.value, provider_order_id=found.id
+                )
+        raise
+    except EsimctlError as exc:
+        env.ledger.update_order(
+            row.id,
+            state=OrderState.FAILED.value,
+            detail={"error": exc.code, "message": exc.message},
+        )
+        raise
+    return env.ledger.update_order(
+        row.id, state=OrderState.PENDING.value, provider_order_id=order.id
+    )
+
+
+def before_of(row: LedgerOrder) -> Esim | None:
+    raw = row.detail.get("before")
+    return esim_from_cache(raw) if isinstance(raw, dict) else None
+
+
+def settle(
+    env: Env,
+    provider_is_applied: Callable[[Esim | None, Esim, Order], bool],
+    row: LedgerOrder,
+    current: Esim,
+) -> bool:
+    """Mark ``row`` completed if ``current`` shows its package. No network."""
+    if row.state != OrderState.PENDING.value:
+        return row.state == OrderState.COMPLETED.value
+    if provider_is_applied(before_of(row), current, row.to_order()):
+        env.ledger.update_order(row.id, state=OrderState.COMPLETED.value, applied_at=env.now())
+        return True
+    return False
+
+
+async def verify(
+    env: Env,
+    provider: Provider,
+    row: LedgerOrder,
+    *,
+    timeout: timedelta,
+    on_wait: Callable[[float], None] | None = None,
+) -> bool:
+    """Poll until the provider shows the package, or ``timeout`` passes. True if applied."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout.total_seconds()
+    delay = 2.0
+    while True:
+        try:
+            current = await provider.get_esim(row.iccid or "")
+        except AuthRejected:
+            raise
+        except EsimctlError:
+            current = None  # a temporary failure while polling is not a verdict
+        if current is not None and settle(env, provider.is_applied, row, current):
+            return True
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        if on_wait is not None:
+            on_wait(remaining)
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 60.0)

@@ -1,0 +1,250 @@
+"""What several commands share: opening providers, fanning out over accounts, caching
+eSIM lists, resolving an eSIM name, and deciding what needs attention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from esimctl.config import AccountConfig, AttentionConfig
+from esimctl.env import Env
+from esimctl.errors import EsimctlError, ExitCode, InvalidInput, NotFound, ProviderError
+from esimctl.models import Attention, Esim, EsimState
+from esimctl.providers import registry
+from esimctl.providers.base import Capability, Provider, ProviderContext, SecretCache
+from esimctl.serialize import esim_from_cache, esim_to_cache
+
+T = TypeVar("T")
+
+
+def open_provider(env: Env, account: AccountConfig) -> Provider:
+    cls = registry.load(account.provider)
+    store = str(account.options.get("credential_store", "keyring"))
+    secrets = env.credentials.resolve(account.name, account.provider, cls.secret_fields, store)
+    token_cache = SecretCache()
+    if cls.secret_fields:
+        target = env.credentials.store_for(store)
+        key = f"{account.name}#token"
+
+        def load() -> dict[str, str] | None:
+            return target.get(key)
+
+        def save(value: dict[str, str]) -> None:
+            target.set(key, value)
+
+        token_cache = SecretCache(load, save)
+    state_dir = env.paths.ensure(env.paths.state_dir / "accounts" / account.name)
+    ctx = ProviderContext(
+        account=account,
+        secrets=secrets,
+        clock=env.clock,
+        state_dir=state_dir,
+        ledger=env.ledger,
+        token_cache=token_cache,
+    )
+    return cls(ctx)
+
+
+@dataclass
+class Fanout(Generic[T]):
+    results: dict[str, T]
+    errors: list[EsimctlError]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if not self.errors:
+            return ExitCode.OK
+        if self.results:
+            return ExitCode.PARTIAL
+        if len(self.errors) == 1:
+            return self.errors[0].exit_code
+        codes = {e.exit_code for e in self.errors}
+        return codes.pop() if len(codes) == 1 else ExitCode.FAILURE
+
+
+def select_accounts(env: Env, names: Sequence[str] | None) -> list[AccountConfig]:
+    accounts = env.config.accounts()
+    if names:
+        return [env.config.account(n) for n in names]
+    return accounts
+
+
+async def _one(env: Env, account: AccountConfig, fn: Callable[[Provider], Awaitable[T]]) -> T:
+    try:
+        provider = open_provider(env, account)
+        async with provider:
+            return await fn(provider)
+    except EsimctlError as exc:
+        raise exc.for_account(account.name, account.provider) from None
+
+
+def fan_out(
+    env: Env,
+    accounts: Sequence[AccountConfig],
+    fn: Callable[[Provider], Awaitable[T]],
+) -> Fanout[T]:
+    """Run ``fn`` against every account concurrently; one failure never hides the others."""
+
+    async def main() -> list[T | BaseException]:
+        return await asyncio.gather(*(_one(env, a, fn) for a in accounts), return_exceptions=True)
+
+    outcomes = asyncio.run(main()) if accounts else []
+    results: dict[str, T] = {}
+    errors: list[EsimctlError] = []
+    for acc, out in zip(accounts, outcomes, strict=True):
+        if isinstance(out, EsimctlError):
+            errors.append(out)
+        elif isinstance(out, BaseException):
+            if isinstance(out, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                raise out
+            errors.append(
+                ProviderError(
+                    f"{acc.provider} account {acc.name!r} failed: {type(out).__name__}",
+                    account=acc.name,
+                    provider=acc.provider,
+                )
+            )
+            if env.debug:
+                raise out
+        else:
+            results[acc.name] = out
+    return Fanout(results, errors)
+
+
+# -- eSIM lists with a cache ---------------------------------------------------------------
+
+
+def _cache_key(account: str) -> str:
+    return f"esims:{account}"
+
+
+def cached_esims(env: Env, account: AccountConfig, ttl: timedelta) -> list[Esim] | None:
+    hit = env.ledger.cache_get(_cache_key(account.name))
+    if hit is None:
+        return None
+    fetched, payload = hit
+    if env.now() - fetched > ttl:
+        return None
+    return [esim_from_cache(d) for d in payload]
+
+
+def store_esims(env: Env, account: AccountConfig, esims: list[Esim]) -> None:
+    env.ledger.cache_put(_cache_key(account.name), account.name, [esim_to_cache(e) for e in esims])
+    env.ledger.add_snapshots(esims)
+
+
+def fetch_esims(
+    env: Env, accounts: Sequence[AccountConfig], *, refresh: bool = False
+) -> Fanout[list[Esim]]:
+    """eSIMs of every account: from the cache while fresh, else from the provider."""
+    cached: dict[str, list[Esim]] = {}
+    todo: list[AccountConfig] = []
+    for acc in accounts:
+        ttl = registry.load(acc.provider).usage_ttl
+        hit = None if refresh or ttl <= timedelta(0) else cached_esims(env, acc, ttl)
+        if hit is None:
+            todo.append(acc)
+        else:
+            cached[acc.name] = hit
+
+    async def fetch(p: Provider) -> list[Esim]:
+        if Capability.LIST_ESIMS not in p.capabilities:
+            return []
+        esims = await p.list_esims()
+        settle_pending(env, p, esims)
+        return esims
+
+    out = fan_out(env, todo, fetch)
+    for name, esims in out.results.items():
+        store_esims(env, env.config.account(name), esims)
+    labelled = {
+        name: [with_label(env, e) for e in esims]
+        for name, esims in {**cached, **out.results}.items()
+    }
+    ordered = {a.name: labelled[a.name] for a in accounts if a.name in labelled}
+    return Fanout(ordered, out.errors)
+
+
+def settle_pending(env: Env, provider: Provider, esims: list[Esim]) -> None:
+    """Mark this account's pending top-ups completed where fresh figures show them."""
+    from esimctl.models import OrderState
+    from esimctl.purchase import settle
+
+    by_iccid = {e.iccid: e for e in esims}
+    for row in env.ledger.orders(account=provider.account, states=(OrderState.PENDING.value,)):
+        current = by_iccid.get(row.iccid or "")
+        if current is not None:
+            settle(env, provider.is_applied, row, current)
+
+
+def with_label(env: Env, e: Esim) -> Esim:
+    label = env.config.label_for(e.iccid)
+    return replace(e, label=label) if label else e
+
+
+# -- naming an eSIM --------------------------------------------------------------------------
+
+
+def match_esim(name: str, esims: Sequence[Esim]) -> Esim:
+    """Full ICCID, a unique ICCID suffix of at least 4 digits, or a label."""
+    n = name.strip()
+    exact = [e for e in esims if e.iccid == n]
+    if exact:
+        return exact[0]
+    by_label = [e for e in esims if e.label and e.label.lower() == n.lower()]
+    if len(by_label) == 1:
+        return by_label[0]
+    if n.isdigit():
+        if len(n) < 4:
+            raise InvalidInput(f"eSIM {name!r}: give at least 4 digits of the ICCID")
+        by_suffix = [e for e in esims if e.iccid.endswith(n)]
+        if len(by_suffix) == 1:
+            return by_suffix[0]
+        if len(by_suffix) > 1:
+            raise InvalidInput(
+                f"eSIM {name!r} is ambiguous: matches {', '.join(e.iccid for e in by_suffix)}"
+            )
+    if len(by_label) > 1:
+        raise InvalidInput(f"label {name!r} is ambiguous: give the ICCID")
+    known = ", ".join(e.label or e.iccid[-6:] for e in esims) or "none"
+    raise NotFound(f"no eSIM named {name!r} (eSIMs: {known})")
+
+
+# -- attention -------------------------------------------------------------------------------
+
+
+def attention_for(
+    e: Esim,
+    cfg: AttentionConfig,
+    now: datetime,
+    *,
+    pending_since: datetime | None = None,
+) -> list[str]:
+    reasons: list[str] = []
+    if e.state == EsimState.EXPIRED:
+        reasons.append(Attention.EXPIRED)
+    elif e.state == EsimState.DEPLETED:
+        reasons.append(Attention.DEPLETED)
+    if e.state in (EsimState.ACTIVE, EsimState.NOT_ACTIVE) and not e.unlimited:
+        rem, tot = e.data_remaining_bytes, e.data_total_bytes
+        if rem is not None and e.state == EsimState.ACTIVE:
+            low_abs = rem < cfg.low_data_bytes
+            low_pct = bool(tot) and rem * 100 < cfg.low_data_percent * (tot or 0)
+            if low_abs or low_pct:
+                reasons.append(Attention.LOW_DATA)
+    if (
+        e.state == EsimState.ACTIVE
+        and e.expires_at is not None
+        and now <= e.expires_at <= now + cfg.expiring_within
+    ):
+        reasons.append(Attention.EXPIRING_SOON)
+    if pending_since is not None:
+        if now - pending_since >= cfg.pending_overdue:
+            reasons.append(Attention.TOPUP_OVERDUE)
+        else:
+            reasons.append(Attention.TOPUP_PENDING)
+    return [str(r) for r in reasons]
