@@ -3,6 +3,7 @@ environment, and ``cli`` to run esimctl in-process with captured streams."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -58,6 +59,8 @@ class CliResult:
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryKeyring]:
     for name in list(os.environ):
+        if name.startswith("ESIMCTL_TEST_"):
+            continue  # switches of the test harness itself (scripts/test.sh)
         if name.startswith(("ESIMCTL_", "CLICOLOR", "PYTHON_KEYRING")) or name in (
             "NO_COLOR",
             "FORCE_COLOR",
@@ -126,7 +129,9 @@ def cli() -> Callable[..., CliResult]:
         old = dict(os.environ)
         os.environ.update(env or {})
         try:
-            code = run(list(args), e)
+            # Click writes help and usage to sys.stdout/sys.stderr: capture those too.
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = run(list(args), e)
         finally:
             os.environ.clear()
             os.environ.update(old)

@@ -341,6 +341,14 @@ class Ledger:
                 ],
             )
 
+    def latest_snapshots(self) -> list[dict[str, Any]]:
+        """The last figures seen for every eSIM (for naming eSIMs without the network)."""
+        rows = self.db.execute(
+            "SELECT payload FROM usage_snapshots WHERE id IN "
+            "(SELECT MAX(id) FROM usage_snapshots GROUP BY account, iccid)"
+        )
+        return [json.loads(r["payload"]) for r in rows]
+
     def cache_get(self, key: str) -> tuple[datetime, Any] | None:
         r = self.db.execute(
             "SELECT fetched_at, payload FROM cache WHERE key = ?", (key,)

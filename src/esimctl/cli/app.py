@@ -59,7 +59,8 @@ app.add_typer(account_app, name="account")
 
 def _version(value: bool) -> None:
     if value:
-        print(f"esimctl {__version__}")
+        env = context.current().env
+        env.stdout.write(f"esimctl {__version__}\n")
         raise typer.Exit(0)
 
 

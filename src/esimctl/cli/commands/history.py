@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 
 from esimctl import parsing
@@ -14,8 +13,8 @@ from esimctl.models import Money, Order, OrderState
 from esimctl.output import human
 from esimctl.output.emit import Column, Table
 from esimctl.providers.base import Capability, Provider
-from esimctl.serialize import iso, order_json
-from esimctl.service import cached_esims, fan_out, match_esim, select_accounts, with_label
+from esimctl.serialize import esim_from_cache, iso, order_json
+from esimctl.service import fan_out, match_esim, select_accounts, with_label
 
 from .common import Result
 
@@ -31,9 +30,7 @@ class HistoryOptions:
 
 def _esim_filter(env: Env, name: str, orders: list[Order]) -> str:
     """An eSIM name for history: ICCID, suffix or label, known from orders or the cache."""
-    esims = []
-    for acc in env.config.accounts():
-        esims.extend(cached_esims(env, acc, ttl=timedelta(days=3650)) or [])
+    esims = [esim_from_cache(d) for d in env.ledger.latest_snapshots()]
     if esims:
         try:
             return match_esim(name, [with_label(env, e) for e in esims]).iccid
