@@ -134,13 +134,28 @@ async def _renew(
             env, f"Buy {plan.name} for {human.money(plan.price)} on {describe(esim)}?", yes=opts.yes
         )
         with RenewLock(env.paths.lock_file, wait=opts.wait):
-            await purchase.reconcile(env, provider)
-            before = await provider.get_esim(esim.iccid)
-            row = await purchase.buy(env, provider, before, plan)
+            resolved = await purchase.reconcile(env, provider)
+            # A retry after "outcome unknown" is the same intent: if the earlier request
+            # went through after all, report that order instead of buying a second one.
+            earlier = next(
+                (
+                    r
+                    for r in resolved
+                    if r.iccid == esim.iccid
+                    and r.plan_id == plan.id
+                    and r.state == OrderState.PENDING.value
+                ),
+                None,
+            )
+            if earlier is None:
+                before = await provider.get_esim(esim.iccid)
+                row = await purchase.buy(env, provider, before, plan)
+            else:
+                row = earlier
             env.ledger.cache_drop(provider.account)
             applied = await _verify(env, provider, row, timeout)
             row = env.ledger.order(row.id)
-    return renew_result(env, row, applied, esim)
+    return renew_result(env, row, applied, esim, earlier=earlier is not None)
 
 
 async def _verify(env: Env, provider: Provider, row: LedgerOrder, timeout: timedelta) -> bool:
@@ -157,12 +172,20 @@ async def _verify(env: Env, provider: Provider, row: LedgerOrder, timeout: timed
         return await purchase.verify(env, provider, row, timeout=timeout, on_wait=tick)
 
 
-def renew_result(env: Env, row: LedgerOrder, applied: bool, esim: Esim) -> Result:
+def renew_result(
+    env: Env, row: LedgerOrder, applied: bool, esim: Esim, *, earlier: bool = False
+) -> Result:
     order = row.to_order()
-    lines = [
-        f"[green]✓[/] bought {row.plan} for {human.money(row.price)} on {describe(esim)} "
-        f"(order {order.id})"
-    ]
+    if earlier:
+        lines = [
+            f"[green]✓[/] the earlier purchase of {row.plan} on {describe(esim)} went through "
+            f"(order {order.id}): not bought again"
+        ]
+    else:
+        lines = [
+            f"[green]✓[/] bought {row.plan} for {human.money(row.price)} on {describe(esim)} "
+            f"(order {order.id})"
+        ]
     if applied:
         lines.append("[green]✓ applied[/]: the provider shows the new package")
     else:
