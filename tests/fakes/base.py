@@ -155,7 +155,12 @@ class FakeApi:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        class _Server(ThreadingHTTPServer):
+            # socketserver's backlog of 5 drops SYNs when a client opens many connections
+            # at once (a second's retry each); real servers queue them.
+            request_queue_size = 128
+
+        self._server = _Server(("127.0.0.1", 0), _H)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -248,6 +253,10 @@ class FakeApi:
             if reply.raw is not None
             else (b"" if reply.body is None else json.dumps(reply.body).encode())
         )
+        with contextlib.suppress(OSError):
+            # Headers and body leave in two writes: without TCP_NODELAY every answer
+            # waits for a delayed ACK (~40 ms), and benchmarks would measure the kernel.
+            h.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             h.send_response(reply.status)
             headers = {"Content-Type": "application/json", **reply.headers}
