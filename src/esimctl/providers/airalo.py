@@ -1,0 +1,910 @@
+"""Airalo Partner API v2: eSIMs, usage, top-ups, catalogue, orders and balance.
+
+The room for everything Airalo-specific. What the API looks like (see
+``docs/providers/airalo.md`` for the user-facing side):
+
+* Auth is OAuth client credentials: ``POST /v2/token`` with form fields, answered inside
+  Airalo's ``{"data": ..., "meta": ...}`` envelope. The endpoint allows 3 calls a minute, so
+  the token is cached between runs in the account's secret store (``ctx.token_cache``),
+  reused until it expires (at most 24 h, whatever ``expires_in`` says) and renewed once on a
+  401.
+* Figures are integers of MB of 1024 (3072 = 3 GB); unlimited packages report 0 and must
+  not be shown as 0. Times are naive ``YYYY-MM-DD HH:MM:SS`` strings (read as UTC) or
+  ISO 8601 with an offset. Prices are USD, numbers in some answers and strings in others.
+* Lists are Laravel pages (``page``/``limit``, ``links.next``, ``meta.last_page`` with
+  ``per_page`` as a string); the package catalogue turns ``data`` into an object keyed by
+  index from page 2 on.
+* Three error shapes: validation ``{"data": {field: text}, "meta": {"message": "the
+  parameter is invalid"}}``, business ``{"code": n, "reason": text}`` and auth/not found
+  ``{"data": [], "meta": {"message": text}}``; 429 is ``{"message": "Too Many Attempts."}``
+  with ``Retry-After``. Some documented error bodies arrive with status 200; they are
+  treated as the errors they describe.
+* A top-up (``POST /v2/orders/topups``) has no idempotency key. Our reference travels in
+  ``description`` and an order is found again with ``filter[description]``, then by reading
+  the order list since the purchase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import httpx
+
+from esimctl.errors import (
+    AuthRejected,
+    ConfigError,
+    EsimctlError,
+    InsufficientBalance,
+    InvalidInput,
+    NotFound,
+    OutcomeUnknown,
+    ProviderError,
+    TemporaryFailure,
+)
+from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.providers.base import Capability, Provider, ProviderContext
+from esimctl.providers.http import ApiClient, KeyedThrottle, Throttle
+
+#: Airalo counts MB and GB of 1024.
+MB = 1024 * 1024
+CURRENCY = "USD"  # "currency: always USD" (attribute descriptions)
+#: The token page says 24 h; its own example says 31,622,400 s. We never keep one longer.
+TOKEN_MAX_AGE = timedelta(hours=24)
+#: Renew a little before the end so a long run never sends an expired token.
+TOKEN_MARGIN = timedelta(minutes=5)
+#: The longest list we read: a guard against a server whose ``links.next`` never ends.
+MAX_PAGES = 500
+#: Our purchases carry ``<reference> (<iccid>)`` in ``description``, the reference starting
+#: with "esimctl" (added in front when the caller's does not).
+_OUR_DESCRIPTION = re.compile(r"^(?:esimctl )?(\S+)(?: \((\d{16,22})\))?$")
+#: Airalo's default top-up description is ``Topup (<iccid>)``.
+_ICCID_IN_TEXT = re.compile(r"\((\d{16,22})\)")
+
+_USAGE_STATES = {
+    "NOT_ACTIVE": EsimState.NOT_ACTIVE,
+    "ACTIVE": EsimState.ACTIVE,
+    "FINISHED": EsimState.DEPLETED,
+    "EXPIRED": EsimState.EXPIRED,
+    "RECYCLED": EsimState.RECYCLED,
+    "UNKNOWN": EsimState.UNKNOWN,
+}
+_PACKAGE_STATES = {
+    "ACTIVE": "active",
+    "NOT_ACTIVE": "queued",
+    "FINISHED": "depleted",
+    "EXPIRED": "expired",
+}
+_ORDER_STATES = {
+    "completed": OrderState.COMPLETED,
+    "partially_refunded": OrderState.COMPLETED,
+    "failed": OrderState.FAILED,
+    "refunded": OrderState.FAILED,
+}
+
+
+# -- value parsers: the documented types are not the types that arrive --------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    """``"2025-07-04 11:02:17"`` (no zone: read as UTC), ISO 8601 with offset, or None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """``4.5``, ``"9.50"``, ``10`` → Decimal; None, booleans and junk → None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+def to_int(value: Any) -> int | None:
+    """``7``, ``"7"``, ``7.0``, ``"25"`` (``per_page``) → int; anything else → None."""
+    d = to_decimal(value)
+    if d is None or d != d.to_integral_value():
+        return None
+    return int(d)
+
+
+def _mb(value: Any) -> int | None:
+    n = to_int(value)
+    return None if n is None else n * MB
+
+
+def _says_unlimited(*texts: Any) -> bool:
+    return any(isinstance(t, str) and "unlimited" in t.lower() for t in texts)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def page_items(body: Any) -> list[dict[str, Any]]:
+    """The records of one page: ``data`` as a list, or as an object keyed by index."""
+    data = _dict(body).get("data")
+    if isinstance(data, dict):  # /v2/packages from page 2 on
+        keys = sorted(data, key=lambda k: (to_int(k) is None, to_int(k) or 0, str(k)))
+        data = [data[k] for k in keys]
+    if not isinstance(data, list):
+        return []
+    return [d for d in data if isinstance(d, dict)]
+
+
+def has_next_page(body: Any, page: int) -> bool:
+    links = _dict(_dict(body).get("links"))
+    if "next" in links:
+        return bool(links.get("next"))
+    last = to_int(_dict(_dict(body).get("meta")).get("last_page"))
+    return last is not None and page < last
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+def plan_price(pkg: Mapping[str, Any], pricing: Mapping[str, Any] | None = None) -> Money | None:
+    """What Airalo charges the partner balance for a package, in USD.
+
+    ``net_price`` under net pricing; under discount pricing ``net_price`` is null and the
+    charge is the retail ``price`` less ``discount_percentage``.
+    """
+    net = to_decimal(pkg.get("net_price"))
+    if net is None:
+        net = to_decimal(_dict(_dict(pkg.get("prices")).get("net_price")).get(CURRENCY))
+    if net is not None:
+        return Money(net, CURRENCY)
+    retail = to_decimal(pkg.get("price"))
+    if retail is None:
+        return None
+    p = _dict(pricing)
+    discount = to_decimal(p.get("discount_percentage"))
+    if p.get("model") == "discount_pricing" and discount:
+        charged = retail * (Decimal(100) - discount) / Decimal(100)
+        return Money(charged.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), CURRENCY)
+    return Money(retail, CURRENCY)
+
+
+def plan_from(
+    pkg: Mapping[str, Any],
+    *,
+    account: str,
+    pricing: Mapping[str, Any] | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    countries: tuple[str, ...] = (),
+) -> Plan:
+    """One package of ``/v2/sims/{iccid}/topups`` or ``/v2/packages`` as a Plan."""
+    unlimited = pkg.get("is_unlimited") is True or _says_unlimited(pkg.get("data"))
+    amount = to_int(pkg.get("amount"))
+    data_bytes = None if unlimited or not amount else amount * MB
+    title = str(pkg.get("title") or pkg.get("data") or pkg.get("id"))
+    return Plan(
+        id=str(pkg.get("id")),
+        account=account,
+        provider=AiraloProvider.id,
+        name=name or title,
+        kind=kind or ("topup" if pkg.get("type") == "topup" else "new"),
+        data_bytes=data_bytes,
+        unlimited=unlimited,
+        validity_days=to_int(pkg.get("day")),
+        price=plan_price(pkg, pricing),
+        countries=countries,
+        stacking=None,  # Airalo does not say whether a top-up adds or queues
+        unit_base=1024,
+    )
+
+
+def reference_in(description: Any) -> tuple[str | None, str | None]:
+    """Our reference and the ICCID in an order's description, where we wrote them."""
+    if not isinstance(description, str):
+        return None, None
+    text = description.strip()
+    m = _OUR_DESCRIPTION.match(text) if text.startswith("esimctl") else None
+    if m:
+        return m.group(1), m.group(2)
+    found = _ICCID_IN_TEXT.search(description)
+    return None, found.group(1) if found else None
+
+
+def order_from(
+    item: Mapping[str, Any],
+    *,
+    account: str,
+    now: datetime,
+    iccid: str | None = None,
+    price: Money | None = None,
+) -> Order:
+    """One order of ``/v2/orders`` or the ``data`` of a ``/v2/orders/topups`` answer."""
+    reference, described_iccid = reference_in(item.get("description"))
+    sims = item.get("sims")
+    sim_iccid = None
+    if isinstance(sims, list) and sims and isinstance(sims[0], dict):
+        sim_iccid = sims[0].get("iccid")
+    status = _dict(item.get("status")).get("slug") or item.get("status")
+    state = (
+        _ORDER_STATES.get(str(status).lower(), OrderState.COMPLETED)
+        if status
+        else (
+            OrderState.COMPLETED  # the API only lists processed orders; a 200 top-up is done
+        )
+    )
+    if price is None:
+        retail = to_decimal(item.get("price"))
+        currency = str(item.get("currency") or CURRENCY)
+        price = Money(retail, currency) if retail is not None else None
+    created = parse_time(item.get("created_at"))
+    return Order(
+        id=str(item.get("code") or item.get("id")),
+        account=account,
+        provider=AiraloProvider.id,
+        iccid=iccid or (str(sim_iccid) if sim_iccid else None) or described_iccid,
+        plan_id=str(item["package_id"]) if item.get("package_id") else None,
+        plan=str(item["package"]) if item.get("package") else None,
+        price=price,
+        created_at=created or now,
+        state=state,
+        source="provider",
+        reference=reference,
+        extra={
+            "order_id": item.get("id"),
+            "type": item.get("type"),
+            "description": item.get("description"),
+            "retail_price": str(item["price"]) if item.get("price") is not None else None,
+            "status": status,
+        },
+    )
+
+
+def packages_from(history: Iterable[Mapping[str, Any]]) -> tuple[Package, ...]:
+    out = []
+    for h in history:
+        pkg = _dict(h.get("package"))
+        unlimited = pkg.get("is_unlimited") is True or _says_unlimited(pkg.get("data"))
+        out.append(
+            Package(
+                name=str(pkg.get("title") or pkg.get("data") or pkg.get("id") or "") or None,
+                state=_PACKAGE_STATES.get(str(h.get("status")), str(h.get("status")).lower()),
+                data_total_bytes=None if unlimited else _mb(pkg.get("amount")) or None,
+                data_remaining_bytes=None if unlimited else _mb(h.get("remaining")),
+                unlimited=unlimited,
+                expires_at=parse_time(h.get("expired_at")),
+            )
+        )
+    return tuple(out)
+
+
+def esim_from(
+    sim: Mapping[str, Any],
+    usage: Mapping[str, Any] | None,
+    *,
+    account: str,
+    now: datetime,
+    history: list[dict[str, Any]] | None = None,
+) -> Esim:
+    """An entry of ``/v2/sims`` plus its ``/usage`` (and package history, if read)."""
+    iccid = str(sim.get("iccid"))
+    simable = _dict(sim.get("simable"))
+    u = _dict(usage)
+    status = str(u.get("status") or "").upper()
+    recycled = sim.get("recycled") is True or status == "RECYCLED"
+    if recycled:
+        state = EsimState.RECYCLED
+    elif usage is None:
+        state = EsimState.UNKNOWN
+    else:
+        state = _USAGE_STATES.get(status, EsimState.UNKNOWN)
+
+    total, remaining = to_int(u.get("total")), to_int(u.get("remaining"))
+    package_unlimited = _says_unlimited(simable.get("data"), simable.get("package_id"))
+    if u.get("is_unlimited") is True:
+        unlimited = True
+    elif (total or 0) == 0 and (remaining or 0) == 0 and package_unlimited and not recycled:
+        # Sandbox (and, per the docs, any unlimited package) may say is_unlimited false
+        # with 0/0 figures: the package bought says what it is.
+        unlimited = True
+    else:
+        unlimited = False
+    packages = packages_from(history or [])
+    if any(p.unlimited and p.state == "active" for p in packages):
+        unlimited = True
+
+    total_b = remaining_b = None
+    if not unlimited and not recycled and total:
+        # A package of 0 MB does not exist: 0/0 is "unknown", never "0 left".
+        total_b = total * MB
+        remaining_b = max(remaining or 0, 0) * MB
+    expires = parse_time(u.get("expired_at"))
+    if state == EsimState.ACTIVE:
+        if expires is not None and expires <= now:
+            state = EsimState.EXPIRED
+        elif remaining_b == 0 and total_b:
+            state = EsimState.DEPLETED
+
+    ref = {"sim_id": str(sim.get("id", "")), "package_id": str(simable.get("package_id") or "")}
+    if history is not None:
+        ref["history"] = json.dumps(
+            [
+                [str(h.get("id")), str(_dict(h.get("package")).get("id")), str(h.get("status"))]
+                for h in history
+            ]
+        )
+    return Esim(
+        account=account,
+        provider=AiraloProvider.id,
+        iccid=iccid,
+        state=state,
+        plan=str(simable["package"]) if simable.get("package") else None,
+        data_total_bytes=total_b,
+        data_remaining_bytes=remaining_b,
+        unlimited=unlimited,
+        expires_at=expires,
+        as_of=now,
+        packages=packages,
+        unit_base=1024,
+        ref={k: v for k, v in ref.items() if v},
+    )
+
+
+def _history_ref(e: Esim | None) -> list[tuple[str, str, str]] | None:
+    if e is None or "history" not in e.ref:
+        return None
+    try:
+        rows = json.loads(e.ref["history"])
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+    except (ValueError, TypeError):
+        return None
+
+
+# -- the provider --------------------------------------------------------------------------
+
+
+class AiraloProvider(Provider):
+    """Airalo Partner API v2 with the account's own client id and secret."""
+
+    id: ClassVar[str] = "airalo"
+    display_name: ClassVar[str] = "Airalo"
+    secret_fields: ClassVar[tuple[str, ...]] = ("CLIENT_ID", "CLIENT_SECRET")
+    default_base_url: ClassVar[str | None] = "https://partners-api.airalo.com"
+    homepage: ClassVar[str | None] = "https://partners.airalo.com"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.LIST_ESIMS,
+            Capability.TOPUPS,
+            Capability.CATALOGUE,
+            Capability.BUY_TOPUP,
+            Capability.FIND_ORDER,
+            Capability.ORDERS,
+            Capability.BALANCE,
+        }
+    )
+    unit_base: ClassVar[int] = 1024
+    #: Airalo caches usage 20 minutes (60 in sandbox); asking sooner returns the same figures.
+    usage_ttl: ClassVar[timedelta] = timedelta(minutes=20)
+    #: Airalo recommends a full catalogue sync hourly.
+    catalogue_ttl: ClassVar[timedelta] = timedelta(hours=1)
+
+    # Documented limits (requests, per seconds). Benchmarks against a local fake may patch
+    # these on the class; against Airalo they are the contract.
+    TOKEN_LIMIT: ClassVar[tuple[float, float]] = (3, 60.0)
+    USAGE_PER_ICCID: ClassVar[tuple[float, float]] = (10, 60.0)
+    USAGE_PER_COMPANY: ClassVar[tuple[float, float]] = (5, 1.0)
+    HISTORY_PER_ICCID: ClassVar[tuple[float, float]] = (10, 60.0)
+    TOPUPS_PER_ICCID: ClassVar[tuple[float, float]] = (10, 60.0)
+    #: The packages page gives 80 and 40 a minute in two places: we keep to 40.
+    PACKAGES_LIMIT: ClassVar[tuple[float, float]] = (40, 60.0)
+    #: Sandbox mode: 5 a second per endpoint; production allows more, but no list needs it.
+    GENERAL_LIMIT: ClassVar[tuple[float, float]] = (5, 1.0)
+    PAGE_SIZE: ClassVar[int] = 100
+    #: Usage calls in flight at once (each still waits for its throttles).
+    CONCURRENCY: ClassVar[int] = 5
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        cls._options(options, default_timeout=20.0)
+
+    @staticmethod
+    def _options(options: Mapping[str, Any], *, default_timeout: float) -> tuple[float, int]:
+        """``timeout`` (seconds per request) and ``retries`` (of a read), from config."""
+        try:
+            timeout = float(options.get("timeout", default_timeout))
+            retries = int(options.get("retries", 4))
+        except (TypeError, ValueError):
+            timeout, retries = -1.0, -1
+        if not 0 < timeout <= 600 or not 0 <= retries <= 10:
+            given = ", ".join(f"{k}={options[k]!r}" for k in ("timeout", "retries") if k in options)
+            raise ConfigError(
+                f"invalid Airalo account option ({given}): timeout is seconds, more than 0 and "
+                "at most 600; retries is a whole number from 0 to 10"
+            )
+        return timeout, retries
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        super().__init__(ctx)
+        self.timeout, self._retries = self._options(
+            ctx.account.options, default_timeout=ctx.timeout
+        )
+
+        def bucket(limit: tuple[float, float]) -> Throttle:
+            return Throttle(limit[0], per=limit[1], burst=int(limit[0]))
+
+        def keyed(limit: tuple[float, float]) -> KeyedThrottle:
+            return KeyedThrottle(limit[0], per=limit[1], burst=int(limit[0]))
+
+        self._token_throttle = bucket(self.TOKEN_LIMIT)
+        self._usage_company = bucket(self.USAGE_PER_COMPANY)
+        self._usage_iccid = keyed(self.USAGE_PER_ICCID)
+        self._history_iccid = keyed(self.HISTORY_PER_ICCID)
+        self._topups_iccid = keyed(self.TOPUPS_PER_ICCID)
+        self._packages = bucket(self.PACKAGES_LIMIT)
+        self._general: dict[str, Throttle] = {}
+        self._general_limit = bucket
+        self._api: ApiClient | None = None
+        self._token_lock = asyncio.Lock()
+        self._access: str | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def api_root(self) -> str:
+        """The host; a configured ``.../v2`` (as Airalo's SDKs write it) is accepted too."""
+        url = self.base_url
+        return url[: -len("/v2")] if url.endswith("/v2") else url
+
+    @property
+    def api(self) -> ApiClient:
+        if self._api is None:
+            self._api = ApiClient(
+                base_url=self.api_root,
+                provider=self.id,
+                account=self.account,
+                timeout=self.timeout,
+                error_mapper=self._map_error,
+                retries=self._retries,
+                extra=self.ctx.extra,
+            )
+        return self._api
+
+    async def aclose(self) -> None:
+        if self._api is not None:
+            await self._api.aclose()
+            self._api = None
+
+    def _scrub(self, text: str) -> str:
+        for value in self.ctx.secrets.values():
+            if value and len(value) >= 4:
+                text = text.replace(value, "***")
+        return text
+
+    def _endpoint_throttle(self, path: str) -> Throttle:
+        # One bucket per endpoint shape (ICCIDs and ids folded), as sandbox counts them.
+        key = re.sub(r"/\d+(?=/|$)", "/{id}", path)
+        if key not in self._general:
+            self._general[key] = self._general_limit(self.GENERAL_LIMIT)
+        return self._general[key]
+
+    def _cache_key(self) -> str:
+        # A token belongs to one client id on one host; a new pair or URL needs a new one.
+        raw = f"{self.api_root}\n{self.ctx.secrets.get('CLIENT_ID', '')}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    async def _token(self, *, failed: str | None = None) -> str:
+        async with self._token_lock:
+            if self._access is not None and self._access != failed:
+                return self._access
+            now = self.ctx.clock()
+            if failed is None:
+                cached = self.ctx.token_cache.get() or {}
+                expires = parse_time(cached.get("expires_at"))
+                if (
+                    cached.get("access_token")
+                    and cached.get("key") == self._cache_key()
+                    and expires is not None
+                    and expires - TOKEN_MARGIN > now
+                ):
+                    self._access = cached["access_token"]
+                    return self._access
+            body = await self.api.request(
+                "POST",
+                "/v2/token",
+                data={
+                    "client_id": self.ctx.secrets.get("CLIENT_ID", ""),
+                    "client_secret": self.ctx.secrets.get("CLIENT_SECRET", ""),
+                    "grant_type": "client_credentials",
+                },
+                throttles=(self._token_throttle,),
+            )
+            data = _dict(_dict(body).get("data"))
+            token = data.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise AuthRejected(
+                    f"Airalo sent no access token for account {self.account!r}",
+                    account=self.account,
+                    provider=self.id,
+                )
+            lifetime = timedelta(seconds=to_int(data.get("expires_in")) or 0)
+            lifetime = min(lifetime, TOKEN_MAX_AGE) if lifetime > timedelta(0) else TOKEN_MAX_AGE
+            self._access = token
+            self.ctx.token_cache.set(
+                {
+                    "access_token": token,
+                    "expires_at": (now + lifetime).astimezone(UTC).isoformat(),
+                    "key": self._cache_key(),
+                }
+            )
+            return token
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = True,
+        throttles: tuple[Throttle, ...] = (),
+        **kwargs: Any,
+    ) -> Any:
+        """A request with the bearer token; one new token and one resend after a 401."""
+        throttles = (self._endpoint_throttle(path), *throttles)
+        token = await self._token()
+        try:
+            return await self.api.request(
+                method,
+                path,
+                idempotent=idempotent,
+                throttles=throttles,
+                headers={"Authorization": f"Bearer {token}"},
+                **kwargs,
+            )
+        except AuthRejected as exc:
+            if exc.code != "token_rejected":
+                raise
+        # A 401 means the request was refused before anything happened: resending it,
+        # even a purchase, cannot buy twice.
+        token = await self._token(failed=token)
+        try:
+            return await self.api.request(
+                method,
+                path,
+                idempotent=idempotent,
+                throttles=throttles,
+                headers={"Authorization": f"Bearer {token}"},
+                **kwargs,
+            )
+        except AuthRejected as exc:
+            exc.code = "auth_rejected"
+            raise
+
+    async def _pages(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        throttles: tuple[Throttle, ...] = (),
+    ) -> list[dict[str, Any]]:
+        """Every record of a paginated list."""
+        out: list[dict[str, Any]] = []
+        page = 1
+        while page <= MAX_PAGES:
+            query = {**(params or {}), "limit": str(self.PAGE_SIZE), "page": str(page)}
+            body = await self._call("GET", path, params=query, throttles=throttles)
+            items = page_items(body)
+            out.extend(items)
+            if not items or not has_next_page(body, page):
+                break
+            page += 1
+        return out
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _map_error(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
+        status = resp.status_code
+        if status == 429 or status >= 500:
+            return None  # the shared mapping: RateLimited with Retry-After, TemporaryFailure
+        b = _dict(body)
+        path = resp.request.url.path
+        acc = self.account
+        fix = f"run 'esimctl account add {acc} --provider airalo' to store new ones"
+        # Business failures: {"code": n, "reason": "..."} (some documented with status 200).
+        if "code" in b and "reason" in b and "data" not in b:
+            return self._business(to_int(b.get("code")), str(b.get("reason") or ""))
+        data = b.get("data")
+        message = str(_dict(b.get("meta")).get("message") or "")
+        if path.endswith("/v2/token"):
+            if status >= 400 or (isinstance(data, dict) and data and "access_token" not in data):
+                return AuthRejected(
+                    f"Airalo rejected the client id or secret of account {acc!r} "
+                    f"(HTTP {status}); {fix}"
+                )
+            return None
+        if status == 401:
+            return AuthRejected(
+                f"Airalo rejected the access token of account {acc!r} (HTTP 401); {fix}",
+                code="token_rejected",
+            )
+        if status == 403:
+            return AuthRejected(
+                f"Airalo refused account {acc!r} (HTTP 403): if the company uses an IP "
+                "allow-list, add this machine's address in the Airalo Partner dashboard"
+            )
+        if status == 404 or (status < 300 and message == "messages.resource_not_found"):
+            what = "eSIM" if "/sims/" in path else "record"
+            return NotFound(f"Airalo has no such {what} for account {acc!r} ({path})")
+        if status == 422 or (status < 300 and message == "the parameter is invalid"):
+            return self._validation(_dict(data))
+        return None
+
+    def _business(self, code: int | None, reason: str) -> EsimctlError:
+        reason = self._scrub(reason).strip().rstrip(".")
+        text = f"Airalo: {reason} (code {code})" if reason else f"Airalo refused (code {code})"
+        if code == 11:
+            detail = re.sub(r"^insufficient airalo credit\W*", "", reason, flags=re.IGNORECASE)
+            return InsufficientBalance(
+                "not enough Airalo credit for this top-up" + (f": {detail}" if detail else ""),
+                hint="add credit in the Airalo Partner dashboard, then run the command again",
+            )
+        if code == 89:
+            return AuthRejected(
+                f"{text}: add this machine's IP address to the allow-list in the Airalo "
+                "Partner dashboard"
+            )
+        if code in (13, 33, 53):  # maintenance, stock, unexpected: try later
+            return TemporaryFailure(text)
+        if code == 34:
+            return InvalidInput(f"{text}: pick another plan ('esimctl plans ESIM')")
+        if code == 73:
+            return ProviderError(
+                f"{text}: the eSIM can no longer be used or topped up", code="esim_recycled"
+            )
+        return ProviderError(text)
+
+    def _validation(self, fields: Mapping[str, Any]) -> EsimctlError:
+        items = {str(k): self._scrub(str(v)) for k, v in fields.items()}
+        pkg = items.get("package_id", "")
+        if "exceed_limit" in pkg:
+            return ProviderError("Airalo refused the top-up: the purchase limit for it is reached")
+        if pkg:
+            return InvalidInput(
+                f"Airalo does not sell this plan for this eSIM ({pkg}); "
+                "'esimctl plans ESIM' lists the ones it does"
+            )
+        if "iccid" in items:
+            return InvalidInput(f"Airalo refused the ICCID: {items['iccid']}")
+        detail = "; ".join(f"{k}: {v}" for k, v in items.items()) or "invalid parameters"
+        return ProviderError(f"Airalo refused the request: {detail}")
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def check(self) -> str:
+        body = await self._call("GET", "/v2/sims", params={"limit": "1", "page": "1"})
+        total = to_int(_dict(_dict(body).get("meta")).get("total"))
+        count = total if total is not None else len(page_items(body))
+        text = f"{count} eSIM(s)"
+        try:
+            bal = await self.balance()
+        except (NotFound, ProviderError):
+            bal = None
+        return f"{text}; balance {bal}" if bal is not None else text
+
+    async def _usage(self, iccid: str) -> dict[str, Any]:
+        body = await self._call(
+            "GET",
+            f"/v2/sims/{iccid}/usage",
+            throttles=(self._usage_company, self._usage_iccid[iccid]),
+        )
+        return _dict(_dict(body).get("data"))
+
+    async def _history(self, iccid: str) -> list[dict[str, Any]]:
+        body = await self._call(
+            "GET", f"/v2/sims/{iccid}/packages", throttles=(self._history_iccid[iccid],)
+        )
+        return page_items(body)
+
+    def _awaiting_topup(self) -> set[str]:
+        """ICCIDs with a top-up of ours not yet seen applied: their package history is read
+        too, because the usage figures lag up to 20 minutes behind a top-up."""
+        if self.ctx.ledger is None:
+            return set()
+        try:
+            rows = self.ctx.ledger.orders(account=self.account, states=("pending", "intent"))
+        except sqlite3.Error:
+            return set()
+        return {r.iccid for r in rows if r.iccid}
+
+    async def list_esims(self) -> list[Esim]:
+        sims = await self._pages("/v2/sims", {"include": "order,order.status"})
+        now = self.ctx.clock()
+        gate = asyncio.Semaphore(self.CONCURRENCY)
+        awaiting = self._awaiting_topup()
+
+        async def one(sim: dict[str, Any]) -> Esim:
+            iccid = str(sim.get("iccid"))
+            usage: dict[str, Any] | None = None
+            history: list[dict[str, Any]] | None = None
+            if sim.get("recycled") is not True:  # a recycled eSIM has no figures to ask for
+                async with gate:
+                    try:
+                        usage = await self._usage(iccid)
+                        if iccid in awaiting:
+                            history = await self._history(iccid)
+                    except NotFound:
+                        usage = None
+            return esim_from(sim, usage, account=self.account, now=now, history=history)
+
+        return list(await asyncio.gather(*(one(s) for s in sims if s.get("iccid"))))
+
+    async def get_esim(self, iccid: str) -> Esim:
+        sim_body, usage, history = await asyncio.gather(
+            self._call("GET", f"/v2/sims/{iccid}", params={"include": "order,order.status"}),
+            self._usage(iccid),
+            self._history(iccid),
+        )
+        sim = _dict(_dict(sim_body).get("data")) or {"iccid": iccid}
+        return esim_from(sim, usage, account=self.account, now=self.ctx.clock(), history=history)
+
+    async def topups(self, esim: Esim) -> list[Plan]:
+        body = await self._call(
+            "GET", f"/v2/sims/{esim.iccid}/topups", throttles=(self._topups_iccid[esim.iccid],)
+        )
+        pricing = _dict(_dict(body).get("pricing"))
+        return [
+            plan_from(p, account=self.account, pricing=pricing, kind="topup")
+            for p in page_items(body)
+            if p.get("id")
+        ]
+
+    async def catalogue(self, country: str) -> list[Plan]:
+        cc = country.upper()
+        destinations = await self._pages(
+            "/v2/packages", {"filter[country]": cc}, throttles=(self._packages,)
+        )
+        plans: list[Plan] = []
+        for dest in destinations:
+            # Local entries name their country; regional/global ones leave it empty.
+            dest_cc = str(dest.get("country_code") or "").upper()
+            for op in dest.get("operators") or []:
+                if not isinstance(op, dict):
+                    continue
+                codes = tuple(
+                    str(c.get("country_code")).upper()
+                    for c in op.get("countries") or []
+                    if isinstance(c, dict) and c.get("country_code")
+                ) or ((dest_cc,) if dest_cc else (cc,))
+                for pkg in op.get("packages") or []:
+                    if not isinstance(pkg, dict) or not pkg.get("id"):
+                        continue
+                    title = str(pkg.get("title") or pkg.get("data") or pkg["id"])
+                    name = f"{op['title']}-{title}" if op.get("title") else title
+                    plans.append(plan_from(pkg, account=self.account, name=name, countries=codes))
+        return plans
+
+    async def orders(self) -> list[Order]:
+        items = await self._pages("/v2/orders", {"include": "sims,status"})
+        now = self.ctx.clock()
+        return [order_from(i, account=self.account, now=now) for i in items]
+
+    async def balance(self) -> Money | None:
+        body = await self._call("GET", "/v2/balance")
+        balances = _dict(_dict(body).get("data")).get("balances")
+        if isinstance(balances, list):
+            balances = balances[0] if balances else {}
+        avail = _dict(_dict(balances).get("availableBalance"))
+        amount = to_decimal(avail.get("amount"))
+        if amount is None:
+            return None
+        return Money(amount, str(avail.get("currency") or CURRENCY))
+
+    # -- buying ------------------------------------------------------------------------------
+
+    @staticmethod
+    def description_for(reference: str, iccid: str) -> str:
+        """What travels in ``description``: our reference, and the ICCID that top-up
+        orders otherwise lose (they list ``sims: []``)."""
+        prefix = "" if reference.startswith("esimctl") else "esimctl "
+        return f"{prefix}{reference} ({iccid})"
+
+    async def buy_topup(self, esim: Esim, plan: Plan, reference: str) -> Order:
+        fields = {
+            "package_id": plan.id,
+            "iccid": esim.iccid,
+            "description": self.description_for(reference, esim.iccid),
+        }
+        # The endpoint documents multipart/form-data (Airalo's own SDK sends JSON; the
+        # server takes both). ``files`` with no file name makes httpx send plain fields.
+        body = await self._call(
+            "POST",
+            "/v2/orders/topups",
+            idempotent=False,
+            files={k: (None, v) for k, v in fields.items()},
+        )
+        data = _dict(_dict(body).get("data"))
+        if not data.get("id") and not data.get("code"):
+            raise OutcomeUnknown(
+                "Airalo answered the top-up without an order; its outcome will be checked "
+                "before anything is bought again",
+                account=self.account,
+                provider=self.id,
+            )
+        paid = to_decimal(data.get("total_amount_paid")) or to_decimal(data.get("unit_paid_price"))
+        price = (
+            Money(paid, CURRENCY)
+            if paid is not None
+            else plan_price(
+                data,
+                {
+                    "model": data.get("pricing_model"),
+                    "discount_percentage": data.get("discount_percentage"),
+                },
+            )
+        )
+        order = order_from(
+            data, account=self.account, now=self.ctx.clock(), iccid=esim.iccid, price=price
+        )
+        return replace(order, reference=reference)
+
+    async def find_order(
+        self, reference: str, *, iccid: str | None, since: datetime
+    ) -> Order | None:
+        now = self.ctx.clock()
+
+        def mine(item: Mapping[str, Any]) -> bool:
+            ref, described = reference_in(item.get("description"))
+            if ref != reference:
+                return False
+            return iccid is None or described in (None, iccid)
+
+        include = {"include": "sims,status"}
+        for item in await self._pages("/v2/orders", {**include, "filter[description]": reference}):
+            if mine(item):
+                return order_from(item, account=self.account, now=now)
+        # The description filter is a LIKE search; should it miss, read the order list
+        # since the day before the purchase (the naive times' zone is not documented).
+        first = (since - timedelta(days=1)).astimezone(UTC)
+        window = f"{first:%Y-%m-%d} - {(now + timedelta(days=1)).astimezone(UTC):%Y-%m-%d}"
+        for item in await self._pages("/v2/orders", {**include, "filter[created_at]": window}):
+            if mine(item):
+                return order_from(item, account=self.account, now=now)
+        return None
+
+    def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
+        """Applied when the eSIM's package history lists the bought package anew.
+
+        Usage figures are cached 20 minutes by Airalo, so they cannot tell; the package
+        history (read by ``get_esim``) can.
+        """
+        after_h = _history_ref(after)
+        if after_h is None:
+            grew = (
+                (after.data_total_bytes or 0) > (before.data_total_bytes or 0) if before else False
+            )
+            extended = bool(
+                before
+                and before.expires_at
+                and after.expires_at
+                and after.expires_at > before.expires_at
+            )
+            return grew or extended
+        ours = [h for h in after_h if order.plan_id is None or h[1] == order.plan_id]
+        before_h = _history_ref(before)
+        if before_h is not None:
+            seen = {h[0] for h in before_h}
+            return any(h[0] not in seen for h in ours)
+        return any(h[2] in ("ACTIVE", "NOT_ACTIVE") for h in ours)
