@@ -32,6 +32,24 @@ def env_flag(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() in _TRUE
 
 
+def _clock_from(environ: Mapping[str, str]) -> Callable[[], datetime]:
+    """The real clock, or a fixed one set by ``ESIMCTL_NOW`` (an ISO 8601 time).
+
+    A test hook: each run of a test sees the moment it chooses, so "pending for over 30
+    minutes" can be tested without waiting. A value that is not ISO 8601 is ignored.
+    """
+    value = environ.get("ESIMCTL_NOW", "").strip()
+    if value:
+        try:
+            fixed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            at = (fixed if fixed.tzinfo else fixed.replace(tzinfo=UTC)).astimezone(UTC)
+            return lambda: at
+    return lambda: datetime.now(UTC)
+
+
 def _isatty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -63,7 +81,7 @@ class Env:
         self.stdin_tty = _isatty(self.stdin) if stdin_tty is None else stdin_tty
         self.stdout_tty = _isatty(self.stdout) if stdout_tty is None else stdout_tty
         self.stderr_tty = _isatty(self.stderr) if stderr_tty is None else stderr_tty
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or _clock_from(self.environ)
         self.demo = demo or env_flag(self.environ, "ESIMCTL_DEMO")
         self.quiet = quiet
         self.debug = debug

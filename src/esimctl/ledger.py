@@ -87,8 +87,51 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+def _m002_manual(db: sqlite3.Connection) -> None:
+    # Sellers without an API (providers/manual.py keeps every query on these tables).
+    # Figures are derived from the package, the readings and the orders, never stored twice.
+    _script(
+        db,
+        """
+        CREATE TABLE manual_esims (
+            iccid TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            label TEXT,
+            countries TEXT NOT NULL DEFAULT '',
+            plan TEXT,
+            data_bytes INTEGER NOT NULL,
+            days INTEGER,
+            expires_at TEXT,
+            activated_at TEXT,
+            recorded_at TEXT NOT NULL
+        );
+        CREATE INDEX manual_esims_account ON manual_esims(account);
+        CREATE TABLE manual_readings (
+            id INTEGER PRIMARY KEY,
+            iccid TEXT NOT NULL,
+            remaining_bytes INTEGER NOT NULL,
+            expires_at TEXT,
+            taken_at TEXT NOT NULL,
+            recorded_at TEXT NOT NULL
+        );
+        CREATE INDEX manual_readings_iccid ON manual_readings(iccid, taken_at);
+        CREATE TABLE manual_plans (
+            account TEXT NOT NULL,
+            id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            data_bytes INTEGER NOT NULL,
+            days INTEGER NOT NULL,
+            amount TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            PRIMARY KEY (account, id)
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial),
+    ("m002_manual", _m002_manual),
 ]
 
 

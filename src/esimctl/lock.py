@@ -2,7 +2,8 @@
 
 ``flock`` is released by the kernel on any exit, SIGKILL included, so a crashed run never
 leaves a stale lock behind (unlike a PID file). The second run fails at once with exit 75,
-or waits up to ``wait`` seconds.
+or waits up to ``wait`` seconds. The holder writes its PID in the file, so the message
+can say which process holds it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from types import TracebackType
 from esimctl.errors import LockHeld
 
 
+def _holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f"pid {pid}, " if pid.isdigit() else ""
+
+
 class RenewLock:
+    """``with RenewLock(paths.lock_file, wait=0):`` around everything that may buy."""
+
     def __init__(self, path: Path, *, wait: float = 0.0) -> None:
         self.path = path
         self.wait = wait
@@ -32,10 +43,11 @@ class RenewLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    holder = _holder(fd)
                     os.close(fd)
                     raise LockHeld(
-                        "another esimctl renewal is running (lock "
-                        f"{self.path}); retry later or pass --wait SECONDS"
+                        f"another esimctl renewal is running ({holder}lock {self.path}); "
+                        "retry later or pass --wait SECONDS"
                     ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)

@@ -10,15 +10,24 @@ Every purchase, manual or automatic, goes through here:
 3. ``verify``: poll the eSIM (backoff, bounded by a timeout) until the provider shows the
    package; the order becomes ``completed`` (applied) or stays ``pending``.
 
-The caller holds the renewal lock around all three.
+The caller holds the renewal lock around ``reconcile`` and ``buy``. ``verify`` may run
+after the lock is released: by then the order is in the ledger as ``pending``, and a
+concurrent run treats a pending eSIM as served.
+
+Test hook: ``ESIMCTL_TEST_KILL_AT=STEP`` makes the process SIGKILL itself at that step of
+``buy`` (``before_request``: the intent is committed, nothing sent; ``after_answer``: the
+provider answered, its outcome not yet recorded; ``after_record``: the outcome recorded,
+nothing verified). The crash-safety tests use it; unset, it does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from esimctl.env import Env
 from esimctl.errors import AuthRejected, EsimctlError, OutcomeUnknown, TemporaryFailure
@@ -29,6 +38,23 @@ from esimctl.serialize import esim_from_cache, esim_to_cache
 
 #: How far back an order lookup searches before an intent's own time.
 LOOKUP_SLACK = timedelta(hours=1)
+#: Ledger states of an order that is, or may be, paid for: what budgets and caps count.
+COMMITTED = (OrderState.COMPLETED.value, OrderState.PENDING.value, INTENT)
+#: The test hook's variable (see the module docstring).
+KILL_AT_VAR = "ESIMCTL_TEST_KILL_AT"
+
+
+def checkpoint(env: Env, step: str) -> None:
+    """Test hook: die here, as a SIGKILL would, when ``ESIMCTL_TEST_KILL_AT`` names ``step``."""
+    if env.environ.get(KILL_AT_VAR) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def committed(
+    env: Env, *, since: datetime, account: str | None = None, iccid: str | None = None
+) -> list[LedgerOrder]:
+    """Orders journalled since ``since`` that are, or may be, paid for."""
+    return env.ledger.orders(account=account, iccid=iccid, states=COMMITTED, since=since)
 
 
 def new_reference() -> str:
@@ -94,6 +120,7 @@ async def buy(
         need=need,
         detail={"before": esim_to_cache(esim)},
     )
+    checkpoint(env, "before_request")
     try:
         order = await provider.buy_topup(esim, plan, reference)
     except OutcomeUnknown:
@@ -117,9 +144,12 @@ async def buy(
             detail={"error": exc.code, "message": exc.message},
         )
         raise
-    return env.ledger.update_order(
+    checkpoint(env, "after_answer")
+    row = env.ledger.update_order(
         row.id, state=OrderState.PENDING.value, provider_order_id=order.id
     )
+    checkpoint(env, "after_record")
+    return row
 
 
 def before_of(row: LedgerOrder) -> Esim | None:

@@ -4,19 +4,18 @@ eSIM lists, resolving an eSIM name, and deciding what needs attention.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from esimctl.config import AccountConfig, AttentionConfig
 from esimctl.env import Env
 from esimctl.errors import EsimctlError, ExitCode, InvalidInput, NotFound, ProviderError
-from esimctl.models import Attention, Esim, EsimState
+from esimctl.models import Attention, Esim, EsimState, Plan
 from esimctl.providers import registry
 from esimctl.providers.base import Capability, Provider, ProviderContext, SecretCache
-from esimctl.serialize import esim_from_cache, esim_to_cache
+from esimctl.serialize import esim_from_cache, esim_to_cache, plan_from_cache, plan_to_cache
 
 T = TypeVar("T")
 
@@ -53,12 +52,15 @@ def open_provider(env: Env, account: AccountConfig) -> Provider:
 class Fanout(Generic[T]):
     results: dict[str, T]
     errors: list[EsimctlError]
+    #: Accounts whose results are the last ones cached, shown because the provider failed
+    #: now: their error is in ``errors`` too, and they do not count as having answered.
+    stale: set[str] = field(default_factory=set)
 
     @property
     def exit_code(self) -> ExitCode:
         if not self.errors:
             return ExitCode.OK
-        if self.results:
+        if set(self.results) - self.stale:
             return ExitCode.PARTIAL
         if len(self.errors) == 1:
             return self.errors[0].exit_code
@@ -88,11 +90,14 @@ def fan_out(
     fn: Callable[[Provider], Awaitable[T]],
 ) -> Fanout[T]:
     """Run ``fn`` against every account concurrently; one failure never hides the others."""
+    if not accounts:
+        return Fanout({}, [])
+    import asyncio  # here, not at the top: commands answered from the cache never need it
 
     async def main() -> list[T | BaseException]:
         return await asyncio.gather(*(_one(env, a, fn) for a in accounts), return_exceptions=True)
 
-    outcomes = asyncio.run(main()) if accounts else []
+    outcomes = asyncio.run(main())
     results: dict[str, T] = {}
     errors: list[EsimctlError] = []
     for acc, out in zip(accounts, outcomes, strict=True):
@@ -116,40 +121,89 @@ def fan_out(
 
 
 # -- eSIM lists with a cache ---------------------------------------------------------------
+#
+# One row per account in the ledger's ``cache`` table: the eSIM list as last fetched, when,
+# and how long it stays fresh (the provider's ``usage_ttl`` at the time). Keeping the TTL in
+# the row lets a fresh cache be read without importing the provider's module (and httpx).
 
 
 def _cache_key(account: str) -> str:
     return f"esims:{account}"
 
 
-def cached_esims(env: Env, account: AccountConfig, ttl: timedelta) -> list[Esim] | None:
+@dataclass(frozen=True)
+class CachedEsims:
+    fetched_at: datetime
+    #: None for rows written before the TTL was kept in them: the provider class decides.
+    ttl: timedelta | None
+    esims: list[Esim]
+
+    def fresh(self, now: datetime, ttl: timedelta) -> bool:
+        return ttl > timedelta(0) and now - self.fetched_at <= ttl
+
+
+def read_cached_esims(env: Env, account: AccountConfig) -> CachedEsims | None:
     hit = env.ledger.cache_get(_cache_key(account.name))
     if hit is None:
         return None
     fetched, payload = hit
-    if env.now() - fetched > ttl:
+    ttl: timedelta | None = None
+    rows: Any = payload
+    if isinstance(payload, dict):
+        ttl = timedelta(seconds=float(payload.get("ttl_seconds", 0)))
+        rows = payload.get("esims")
+    if not isinstance(rows, list):
         return None
-    return [esim_from_cache(d) for d in payload]
+    try:
+        return CachedEsims(fetched, ttl, [esim_from_cache(d) for d in rows])
+    except (KeyError, TypeError, ValueError):
+        return None  # an unreadable row only costs a fetch
 
 
-def store_esims(env: Env, account: AccountConfig, esims: list[Esim]) -> None:
-    env.ledger.cache_put(_cache_key(account.name), account.name, [esim_to_cache(e) for e in esims])
+def cached_esims(env: Env, account: AccountConfig, ttl: timedelta) -> list[Esim] | None:
+    """The cached eSIMs of ``account`` if fetched within ``ttl``, else None."""
+    hit = read_cached_esims(env, account)
+    return hit.esims if hit is not None and hit.fresh(env.now(), ttl) else None
+
+
+def store_esims(
+    env: Env, account: AccountConfig, esims: list[Esim], ttl: timedelta | None = None
+) -> None:
+    if ttl is None:
+        ttl = registry.load(account.provider).usage_ttl
+    payload = {"ttl_seconds": ttl.total_seconds(), "esims": [esim_to_cache(e) for e in esims]}
+    env.ledger.cache_put(_cache_key(account.name), account.name, payload)
     env.ledger.add_snapshots(esims)
 
 
 def fetch_esims(
-    env: Env, accounts: Sequence[AccountConfig], *, refresh: bool = False
+    env: Env,
+    accounts: Sequence[AccountConfig],
+    *,
+    refresh: bool = False,
+    allow_stale: bool = False,
 ) -> Fanout[list[Esim]]:
-    """eSIMs of every account: from the cache while fresh, else from the provider."""
+    """eSIMs of every account: from the cache while fresh, else from the provider.
+
+    With ``allow_stale``, an account whose provider fails now is shown with the last list
+    cached for it, however old, and named in ``Fanout.stale`` (its error is kept): for
+    ``status``, which marks those figures stale. Commands that act on figures (renewals)
+    never ask for it.
+    """
+    now = env.now()
     cached: dict[str, list[Esim]] = {}
+    old: dict[str, list[Esim]] = {}
     todo: list[AccountConfig] = []
     for acc in accounts:
-        ttl = registry.load(acc.provider).usage_ttl
-        hit = None if refresh or ttl <= timedelta(0) else cached_esims(env, acc, ttl)
-        if hit is None:
-            todo.append(acc)
-        else:
-            cached[acc.name] = hit
+        hit = None if refresh and not allow_stale else read_cached_esims(env, acc)
+        if hit is not None and not refresh:
+            ttl = hit.ttl if hit.ttl is not None else registry.load(acc.provider).usage_ttl
+            if hit.fresh(now, ttl):
+                cached[acc.name] = hit.esims
+                continue
+        todo.append(acc)
+        if hit is not None:
+            old[acc.name] = hit.esims
 
     async def fetch(p: Provider) -> list[Esim]:
         if Capability.LIST_ESIMS not in p.capabilities:
@@ -161,12 +215,67 @@ def fetch_esims(
     out = fan_out(env, todo, fetch)
     for name, esims in out.results.items():
         store_esims(env, env.config.account(name), esims)
+    stale: dict[str, list[Esim]] = {}
+    if allow_stale:
+        failed = {e.account for e in out.errors}
+        stale = {name: esims for name, esims in old.items() if name in failed}
     labelled = {
         name: [with_label(env, e) for e in esims]
-        for name, esims in {**cached, **out.results}.items()
+        for name, esims in {**cached, **stale, **out.results}.items()
     }
     ordered = {a.name: labelled[a.name] for a in accounts if a.name in labelled}
-    return Fanout(ordered, out.errors)
+    return Fanout(ordered, out.errors, set(stale))
+
+
+# -- catalogues with a cache -----------------------------------------------------------------
+
+
+@dataclass
+class Catalogues:
+    """Plans sold for one country, per account, and since when each list is known."""
+
+    plans: Fanout[list[Plan]]
+    #: Account -> when its list was fetched, for lists that came from the cache.
+    cached_at: dict[str, datetime]
+
+
+def fetch_catalogues(
+    env: Env, accounts: Sequence[AccountConfig], country: str, *, refresh: bool = False
+) -> Catalogues:
+    """Plans sold for ``country`` by every account, cached for the provider's
+    ``catalogue_ttl``. Never stale: a price shown must be one the provider still asks."""
+    now = env.now()
+    cached: dict[str, list[Plan]] = {}
+    cached_at: dict[str, datetime] = {}
+    todo: list[AccountConfig] = []
+    for acc in accounts:
+        hit = None if refresh else env.ledger.cache_get(f"catalogue:{acc.name}:{country}")
+        if hit is not None:
+            fetched, payload = hit
+            try:
+                ttl = timedelta(seconds=float(payload["ttl_seconds"]))
+                plans = [plan_from_cache(d) for d in payload["plans"]]
+            except (KeyError, TypeError, ValueError):
+                plans = None
+            if plans is not None and timedelta(0) < ttl and now - fetched <= ttl:
+                cached[acc.name], cached_at[acc.name] = plans, fetched
+                continue
+        todo.append(acc)
+
+    async def catalogue(p: Provider) -> list[Plan]:
+        if Capability.CATALOGUE not in p.capabilities:
+            return []
+        return await p.catalogue(country)
+
+    out = fan_out(env, todo, catalogue)
+    for name, plans in out.results.items():
+        acc = env.config.account(name)
+        ttl = registry.load(acc.provider).catalogue_ttl
+        payload = {"ttl_seconds": ttl.total_seconds(), "plans": [plan_to_cache(p) for p in plans]}
+        env.ledger.cache_put(f"catalogue:{name}:{country}", name, payload)
+    merged = {**cached, **out.results}
+    ordered = {a.name: merged[a.name] for a in accounts if a.name in merged}
+    return Catalogues(Fanout(ordered, out.errors), cached_at)
 
 
 def settle_pending(env: Env, provider: Provider, esims: list[Esim]) -> None:
@@ -223,7 +332,10 @@ def attention_for(
     now: datetime,
     *,
     pending_since: datetime | None = None,
+    stale: bool = False,
 ) -> list[str]:
+    """Why ``e`` needs attention; ``stale``: its figures are old ones, kept because the
+    provider could not be asked now."""
     reasons: list[str] = []
     if e.state == EsimState.EXPIRED:
         reasons.append(Attention.EXPIRED)
@@ -247,4 +359,6 @@ def attention_for(
             reasons.append(Attention.TOPUP_OVERDUE)
         else:
             reasons.append(Attention.TOPUP_PENDING)
+    if stale:
+        reasons.append(Attention.STALE)
     return [str(r) for r in reasons]

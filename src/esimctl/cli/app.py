@@ -3,9 +3,10 @@
 Commands parse flags into their options dataclass and call ``run_x``; they raise
 ``EsimctlError``s and never call ``sys.exit``. ``run`` maps everything to SPEC's exit
 codes, writes the one-line error (and the JSON envelope under ``--json``).
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: Typer reads every command's signature on
+each run, and string annotations cost it an ``eval`` apiece (half of its start-up work).
+"""
 
 import sys
 from typing import Annotated
@@ -14,6 +15,7 @@ import typer
 
 from esimctl import __version__
 from esimctl.cli import context
+from esimctl.cli.esim_app import esim_app
 from esimctl.cli.options import (
     AccountOpt,
     DryRunOpt,
@@ -55,12 +57,16 @@ account_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(account_app, name="account")
+app.add_typer(esim_app, name="esim")
+
+
+VERSION_LINE = f"esimctl {__version__}\n"
 
 
 def _version(value: bool) -> None:
     if value:
         env = context.current().env
-        env.stdout.write(f"esimctl {__version__}\n")
+        env.stdout.write(VERSION_LINE)
         raise typer.Exit(0)
 
 
@@ -133,6 +139,7 @@ def plans(
     min_data: Annotated[
         str | None, typer.Option("--min-data", help="At least this much data, e.g. 3GB.")
     ] = None,
+    refresh: RefreshOpt = False,
     account: AccountOpt = None,
     json_: JsonOpt = False,
     jsonl: JsonlOpt = False,
@@ -145,7 +152,9 @@ def plans(
     from esimctl.cli.commands.plans import PlansOptions, run_plans
 
     env = context.begin("plans", json=json_)
-    opts = PlansOptions(esim, country, tuple(account or ()), sort, min_days, min_data)
+    opts = PlansOptions(
+        esim, country, tuple(account or ()), sort, min_days, min_data, refresh=refresh
+    )
     _done(env, finish(env, run_plans(opts, env), json=json_, jsonl=jsonl))
 
 
@@ -182,6 +191,7 @@ def renew(
         str | None, typer.Option("--order", help="Manual sellers: the seller's order number.")
     ] = None,
     account: AccountOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Buy a top-up, safely: price shown, consent asked, bought once, applied confirmed.
@@ -193,6 +203,7 @@ def renew(
     from esimctl.cli.commands.renew import RenewOptions, run_renew
 
     env = context.begin("renew", json=json_)
+    env.quiet = env.quiet or quiet
     opts = RenewOptions(
         esim=esim,
         plan=plan,
@@ -260,18 +271,40 @@ def account_add(
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite an existing account.")
     ] = False,
+    seller: Annotated[
+        str | None, typer.Option("--seller", help="Manual sellers: the seller's name.")
+    ] = None,
+    renew_url: Annotated[
+        str | None, typer.Option("--renew-url", help="Manual sellers: the page to renew on.")
+    ] = None,
+    support: Annotated[
+        str | None,
+        typer.Option("--support", help="Manual sellers: whom to contact (e-mail, WeChat ID)."),
+    ] = None,
+    stacking: Annotated[
+        str | None,
+        typer.Option(
+            "--stacking",
+            help="Manual sellers: a top-up's days extend the current end (extend, default) "
+            "or count from the top-up (restart).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Store an account; its secrets are asked without echo and kept in the OS keyring.
 
     Examples: esimctl account add trip --provider airalo · printf 'API_KEY=...\\n' |
-    esimctl account add go --provider esimgo --secrets-stdin
+    esimctl account add go --provider esimgo --secrets-stdin · esimctl account add jp-card
+    --provider manual --renew-url https://shop.example/renew --support help@shop.example
     """
     from esimctl.cli.commands.account import AddOptions, parse_set, run_add
     from esimctl.cli.commands.common import finish
 
     env = context.begin("account add", json=json_)
-    opts = AddOptions(name, provider, base_url, secrets_stdin, store, parse_set(set_), replace)
+    options = parse_set(set_)
+    manual = {"seller": seller, "renew_url": renew_url, "support": support, "stacking": stacking}
+    options.update({k: v for k, v in manual.items() if v is not None})
+    opts = AddOptions(name, provider, base_url, secrets_stdin, store, options, replace)
     _done(env, finish(env, run_add(opts, env), json=json_))
 
 
@@ -332,6 +365,10 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     env = env or Env()
+    if args == ["--version"]:
+        # Alone on the line it needs no command tree: answer before Typer builds one.
+        env.stdout.write(VERSION_LINE)
+        return 0
     context.start(env)
     command = typer.main.get_command(app)
     try:
@@ -372,4 +409,12 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    code = run()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `esimctl status | head -1`: the reader left; say nothing more.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(code)

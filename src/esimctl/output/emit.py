@@ -80,6 +80,10 @@ class Table:
 
 
 def _escape(text: str) -> str:
+    # Rich's escape changes only "[..." and a trailing backslash; skipping it otherwise
+    # keeps Rich unimported for --json and pipes (a tenth of status's start-up).
+    if "[" not in text and not text.endswith("\\"):
+        return text
     from rich.markup import escape
 
     return escape(text)

@@ -110,6 +110,10 @@ class Provider:
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Validate an account's provider options before they are saved; raise InvalidInput."""
+
     @property
     def account(self) -> str:
         return self.ctx.account.name

@@ -1,7 +1,8 @@
 """HTTP plumbing shared by the API providers: throttling, retries, error shapes.
 
-* ``Throttle`` is an async token bucket; a provider creates one per documented limit
-  (per account, per ICCID, ...) and awaits it before each request.
+* ``Throttle`` is an async sliding-window limiter; a provider creates one per documented
+  limit (per account, per ICCID, ...) and passes it to each request, which waits until
+  all of its throttles have room at the same moment (``acquire_all``).
 * ``ApiClient.request`` retries *reads* on 429 (honouring ``Retry-After``), 5xx,
   timeouts and malformed bodies, with exponential backoff and jitter. A purchase is sent
   with ``idempotent=False``: it is never retried, and a timeout after the request may
@@ -15,7 +16,8 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -33,32 +35,75 @@ from esimctl.errors import (
 
 #: The longest Retry-After we sleep through inside one run; longer ones exit 75.
 MAX_RETRY_WAIT = 30.0
+#: Extra seconds per rate-limit window (at most a tenth of it): the server counts a
+#: request when it arrives, a little after we count it, and a few ms can tip a window.
+WINDOW_MARGIN = 0.05
 
 
 class Throttle:
-    """Token bucket: at most ``rate`` acquisitions per ``per`` seconds, bursting to ``burst``."""
+    """At most ``rate`` requests in any ``per`` seconds, and ``burst`` back to back.
+
+    A sliding window, not a token bucket: a bucket that starts full lets through twice
+    its rate in the first second, which a server counting requests in a window (fixed or
+    sliding, as Laravel and API gateways do) answers with 429. Each caller reserves the
+    earliest moment at which every throttle it needs has room, then sleeps until then:
+    callers are served in order, with no lock and no herd of waiters woken together.
+    A small margin per window absorbs the jitter between sending and the server's clock.
+    """
 
     def __init__(self, rate: float, per: float = 1.0, burst: int | None = None) -> None:
         self.interval = per / rate
-        self.capacity = float(burst if burst is not None else max(1, int(rate)))
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
+        #: Requests allowed in any window of ``window`` seconds.
+        self.limit = max(1, int(rate))
+        self.window = self.limit * self.interval
+        self.burst = max(1, min(int(burst), self.limit)) if burst is not None else self.limit
+        self.margin = min(WINDOW_MARGIN, 0.1 * self.window)
+        self._sent: deque[float] = deque(maxlen=self.limit)
+        self._paused_until = 0.0
+
+    def earliest(self, now: float) -> float:
+        """The first moment from ``now`` at which one more request fits."""
+        t = max(now, self._paused_until)
+        sent = self._sent
+        if sent:
+            t = max(t, sent[-1])
+            if len(sent) >= self.limit:
+                t = max(t, sent[-self.limit] + self.window + self.margin)
+            if self.burst < self.limit and len(sent) >= self.burst:
+                span = self.burst * self.interval
+                t = max(t, sent[-self.burst] + span + min(WINDOW_MARGIN, 0.1 * span))
+        return t
+
+    def reserve(self, at: float) -> None:
+        self._sent.append(at)
 
     async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) / self.interval)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) * self.interval)
+        await acquire_all((self,))
 
     def pause(self, seconds: float) -> None:
-        """After a 429: empty the bucket so every waiter backs off together."""
-        self.tokens = min(self.tokens, 1 - seconds / self.interval)
+        """After a 429: nobody sends for ``seconds``; waiters already scheduled wait too."""
+        self._paused_until = max(self._paused_until, time.monotonic() + max(0.0, seconds))
+
+
+async def acquire_all(throttles: Iterable[Throttle | None]) -> None:
+    """Wait for a moment at which every throttle has room, and take it in all of them.
+
+    Taking the slots together matters: a request that holds one throttle while it waits
+    for another would be counted as sent before it really is.
+    """
+    chosen = [t for t in throttles if t is not None]
+    if not chosen:
+        return
+    while True:
+        now = time.monotonic()
+        at = max(t.earliest(now) for t in chosen)
+        for t in chosen:
+            t.reserve(at)
+        if at > now:
+            await asyncio.sleep(at - now)
+        # A 429 may have paused a throttle while we slept: the slot is spent, take another.
+        if all(t._paused_until <= time.monotonic() for t in chosen):
+            return
 
 
 class KeyedThrottle:
@@ -187,9 +232,7 @@ class ApiClient:
         attempts = self.retries + 1 if idempotent else 1
         last: EsimctlError | None = None
         for attempt in range(attempts):
-            for t in (self.throttle, *throttles):
-                if t is not None:
-                    await t.acquire()
+            await acquire_all((self.throttle, *throttles))
             self._count("requests")
             try:
                 resp = await self.client.request(method, path, **kwargs)

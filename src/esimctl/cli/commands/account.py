@@ -52,6 +52,7 @@ def run_add(opts: AddOptions, env: Env) -> Result:
             f"account {name!r} exists already; pass --replace to store new settings and secrets"
         )
     options = dict(opts.options)
+    cls.check_options(options)
     if opts.store != "keyring":
         options["credential_store"] = opts.store
     acc = AccountConfig(name, opts.provider, opts.base_url, options)

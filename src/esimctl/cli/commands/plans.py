@@ -13,7 +13,14 @@ from esimctl.output import human
 from esimctl.output.emit import Column, Table
 from esimctl.providers.base import Capability, Provider
 from esimctl.serialize import plan_json
-from esimctl.service import Fanout, fan_out, fetch_esims, match_esim, select_accounts
+from esimctl.service import (
+    Fanout,
+    fan_out,
+    fetch_catalogues,
+    fetch_esims,
+    match_esim,
+    select_accounts,
+)
 
 from .common import Result
 
@@ -28,6 +35,8 @@ class PlansOptions:
     sort: str = "price"
     min_days: int | None = None
     min_data: str | None = None
+    #: Ask the providers now instead of using catalogues cached within their catalogue_ttl.
+    refresh: bool = False
 
 
 def resolve_esim(env: Env, name: str, accounts: tuple[str, ...] = ()) -> Esim:
@@ -73,6 +82,7 @@ def run_plans(opts: PlansOptions, env: Env) -> Result:
         raise InvalidInput("name an eSIM, or pass --country CC (one of the two)")
     min_data = parsing.size(opts.min_data) if opts.min_data else None
     result: Fanout[list[Plan]]
+    notes: list[str] = []
     if opts.esim:
         esim = resolve_esim(env, opts.esim, opts.accounts)
         account = env.config.account(esim.account)
@@ -89,12 +99,16 @@ def run_plans(opts: PlansOptions, env: Env) -> Result:
         if len(country) != 2 or not country.isalpha():
             raise InvalidInput(f"invalid country {opts.country!r}: use a 2-letter code like JP")
 
-        async def catalogue(p: Provider) -> list[Plan]:
-            if Capability.CATALOGUE not in p.capabilities:
-                return []
-            return await p.catalogue(country)
-
-        result = fan_out(env, select_accounts(env, opts.accounts), catalogue)
+        found = fetch_catalogues(
+            env, select_accounts(env, opts.accounts), country, refresh=opts.refresh
+        )
+        result = found.plans
+        if found.cached_at:
+            ago = human.ago(min(found.cached_at.values()), env.now())
+            notes.append(
+                f"prices from the catalogue fetched {'just now' if ago == 'now' else ago}; "
+                "'--refresh' asks the providers again"
+            )
         title = f"plans for {country}"
     plans = [p for lst in result.results.values() for p in lst]
     if opts.min_days is not None:
@@ -151,4 +165,5 @@ def run_plans(opts: PlansOptions, env: Env) -> Result:
         exit_code=result.exit_code,
         records=records,
         empty=f"no {title}",
+        notes=notes,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from esimctl.env import Env
 from esimctl.errors import ExitCode
@@ -38,7 +38,8 @@ def pending_since(env: Env, esims: list[Esim]) -> dict[tuple[str, str], datetime
 
 def run_status(opts: StatusOptions, env: Env) -> Result:
     accounts = select_accounts(env, opts.accounts)
-    fetched = fetch_esims(env, accounts, refresh=opts.refresh)
+    # A provider that fails now: its last figures are shown, marked stale (never as fresh).
+    fetched = fetch_esims(env, accounts, refresh=opts.refresh, allow_stale=True)
     esims = [e for lst in fetched.results.values() for e in lst]
     if opts.esims:
         wanted = []
@@ -51,7 +52,16 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
     cfg = env.config.attention()
     pending = pending_since(env, esims)
     rows: list[tuple[Esim, list[str]]] = [
-        (e, attention_for(e, cfg, now, pending_since=pending.get((e.account, e.iccid))))
+        (
+            e,
+            attention_for(
+                e,
+                cfg,
+                now,
+                pending_since=pending.get((e.account, e.iccid)),
+                stale=e.account in fetched.stale,
+            ),
+        )
         for e in esims
     ]
     exit_code = fetched.exit_code
@@ -72,12 +82,26 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
             "or try 'esimctl --demo status'"
         )
         result.empty = "no eSIMs"
-    if any(Attention.TOPUP_OVERDUE in r for _, r in rows):
-        result.notes.append(
-            "a top-up has been pending for over 30 minutes: contact the seller with the "
-            "order number ('esimctl history' shows it)"
-        )
+    result.notes.extend(
+        overdue_note(env, e, cfg.pending_overdue)
+        for e, reasons in rows
+        if Attention.TOPUP_OVERDUE in reasons
+    )
     return result
+
+
+def overdue_note(env: Env, e: Esim, after: timedelta) -> str:
+    """Whom to contact about an overdue top-up (the account's ``support``), with which order."""
+    rows = env.ledger.orders(
+        account=e.account, iccid=e.iccid, states=(OrderState.PENDING.value, INTENT)
+    )
+    numbers = ", ".join(r.to_order().id for r in rows)
+    support = env.config.account(e.account).options.get("support")
+    who = f"contact the seller ({support})" if support else "contact the seller"
+    return (
+        f"{e.label or e.iccid}: a top-up has been pending for over {human.relative(after)}: "
+        f"{who} with order {numbers}"
+    )
 
 
 _STATE_STYLE = {
@@ -149,13 +173,18 @@ def _table(rows: list[tuple[Esim, list[str]]], now: datetime, *, tty: bool) -> T
             (data_rich, data_plain),
             (exp_rich, _iso(e.expires_at)),
             (f"[{colour}]{mark} {state_word}[/]", e.state.value),
-            (human.ago(e.as_of, now) if e.as_of else "—", _iso(e.as_of)),
+            (_as_of(e, now, stale=Attention.STALE in reasons), _iso(e.as_of)),
             (
                 f"[yellow]! {', '.join(attention_words)}[/]" if reasons else "",
                 ",".join(reasons),
             ),
         )
     return t
+
+
+def _as_of(e: Esim, now: datetime, *, stale: bool) -> str:
+    when = human.ago(e.as_of, now) if e.as_of else "—"
+    return f"[yellow]{when} (stale)[/]" if stale else when
 
 
 def _iso(dt: datetime | None) -> str:

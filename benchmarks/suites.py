@@ -1,0 +1,355 @@
+"""The measurements of issue 7, one function per target; each returns table rows.
+
+Every figure comes from child processes (``world.run``) against the fakes of
+``tests/fakes`` on 127.0.0.1. Nothing here is asserted by the test suite: tests never time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from benchmarks.world import (
+    AIRALO_USAGE_PER_COMPANY,
+    ESIMACCESS_PER_SECOND,
+    ESIMGO_PER_SECOND,
+    OAUTH,
+    Run,
+    child_env,
+    driver_argv,
+    esimctl_argv,
+    interleaved,
+    run,
+    world,
+)
+
+
+@dataclass
+class Figure:
+    name: str
+    target: str
+    measured: str
+    ratio: float | None
+    passed: bool | None  # None: informational, no target
+    note: str = ""
+
+
+class BenchmarkError(RuntimeError):
+    """A run did not do what the benchmark needs (wrong exit code, missing eSIMs)."""
+
+
+def _check(r: Run, *, esims: int | None = None) -> Run:
+    if r.code != 0:
+        raise BenchmarkError(f"{' '.join(r.argv[-4:])} exited {r.code}: {r.stderr.strip()[-400:]}")
+    if esims is not None:
+        got = len(r.json["data"]["esims"]) if r.stdout.lstrip().startswith("{") else None
+        if got is None:
+            got = len([line for line in r.stdout.splitlines() if line.strip()])
+        if got != esims:
+            raise BenchmarkError(f"{' '.join(r.argv[-4:])} showed {got} eSIMs, not {esims}")
+    return r
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+#: Seconds between runs against rate-limited fakes: limits are kept within one run, and a
+#: provider's window (1 s here) still counts the previous run's last requests.
+WINDOW_REST = 1.1
+
+STATUS_REFRESH = ["status", "--json", "--refresh"]
+
+
+# -- 1. start-up ----------------------------------------------------------------------------
+
+
+FORBIDDEN = ("httpx", "keyring")
+
+
+def imported_modules(argv_tail: Sequence[str], env: dict[str, str]) -> set[str]:
+    """Top-level modules a child imports, from ``python -X importtime``."""
+    r = run([sys.executable, "-X", "importtime", "-m", "esimctl", *argv_tail], env)
+    if r.code != 0:
+        raise BenchmarkError(f"esimctl {' '.join(argv_tail)} exited {r.code}: {r.stderr[-300:]}")
+    names = set()
+    for line in r.stderr.splitlines():
+        if line.startswith("import time:") and "cumulative" not in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+def startup(runs: int = 21) -> list[Figure]:
+    esimctl = esimctl_argv()
+    with world(10) as w:
+        _check(run(esimctl + STATUS_REFRESH, w.env), esims=40)
+        w.stop()  # from here on nothing answers: status must come from the cache
+        samples = interleaved(
+            {
+                "typer": [sys.executable, "-c", "import typer"],
+                "version": [*esimctl, "--version"],
+                "help": [*esimctl, "--help"],
+                "status": [*esimctl, "status"],
+            },
+            w.env,
+            runs,
+        )
+        for r in samples["status"].runs:
+            _check(r, esims=40)
+        offenders = {}
+        for tail in (["--version"], ["--help"], ["status"], ["status", "--json"]):
+            found = imported_modules(tail, w.env) & set(FORBIDDEN)
+            if found:
+                offenders[" ".join(tail)] = sorted(found)
+        found = imported_modules(["--demo", "status"], child_env(w.home)) & set(FORBIDDEN)
+        if found:
+            offenders["--demo status"] = sorted(found)
+    base = samples["typer"].median
+    rows = [
+        Figure(
+            "start-up: python -c 'import typer'",
+            "(the yardstick)",
+            _ms(base),
+            None,
+            None,
+            f"median of {runs}",
+        )
+    ]
+    for key, label, limit in (
+        ("version", "start-up: esimctl --version", 1.3),
+        ("help", "start-up: esimctl --help", 1.3),
+        ("status", "start-up: esimctl status (fresh cache, 40 eSIMs)", 2.0),
+    ):
+        ratio = samples[key].median / base
+        rows.append(
+            Figure(
+                label,
+                f"<= {limit}x typer",
+                _ms(samples[key].median),
+                ratio,
+                ratio <= limit,
+                f"median of {runs}",
+            )
+        )
+    rows.append(
+        Figure(
+            "start-up: httpx/keyring imported without network",
+            "none",
+            "; ".join(f"{k}: {', '.join(v)}" for k, v in offenders.items()) or "none",
+            None,
+            not offenders,
+            "--version, --help, status and status --json from the cache, --demo status",
+        )
+    )
+    return rows
+
+
+# -- 2. fan-out -----------------------------------------------------------------------------
+
+
+def fanout_lower_bound(per_account: int, latency: float) -> tuple[float, str]:
+    """The fastest any client could answer ``status`` over the four accounts at once.
+
+    Per account: the requests that must follow one another (each a round trip of at least
+    ``latency``) and the documented limit on the requests that fan out; tokens are cached
+    (a warm-up run fetched them), as they are between two runs of a real user.
+
+    * Airalo: list, then one usage call per eSIM at 5 a second (a sliding window): the
+      last batch starts (ceil(n/5) - 1) s after the first.
+    * eSIM Go: list, then one call per eSIM; all n + 1 count against 10 a second.
+    * eSIM Access: query, then usage in batches of 10 (well under 8 a second).
+    * Celitech: purchases, then profile and consumption per eSIM (no documented limit).
+    """
+    n = per_account
+    usage_n, usage_window = AIRALO_USAGE_PER_COMPANY
+    airalo = latency + (math.ceil(n / usage_n) - 1) * usage_window + latency
+    esimgo = max(2 * latency, (math.ceil((n + 1) / ESIMGO_PER_SECOND) - 1) * 1.0 + latency)
+    batches = math.ceil(n / 10)
+    esimaccess = latency + max(latency, (math.ceil((1 + batches) / ESIMACCESS_PER_SECOND) - 1))
+    celitech = 2 * latency
+    bounds = {"airalo": airalo, "esimgo": esimgo, "esimaccess": esimaccess, "celitech": celitech}
+    worst = max(bounds, key=lambda k: bounds[k])
+    return bounds[worst], worst
+
+
+def fanout(per_account: int = 10, latency: float = 0.1, runs: int = 3) -> list[Figure]:
+    esims = 4 * per_account
+    with world(per_account, latency=latency, enforce=True) as w:
+        _check(run(esimctl_argv() + STATUS_REFRESH, w.env), esims=esims)  # tokens, warm-up
+        concurrent = []
+        for _ in range(runs):
+            time.sleep(WINDOW_REST)
+            concurrent.append(_check(run(esimctl_argv() + STATUS_REFRESH, w.env), esims=esims))
+        sequential = []
+        seq_env = dict(w.env, BENCH_SEQUENTIAL="1")
+        for _ in range(max(1, runs - 1)):
+            time.sleep(WINDOW_REST)
+            sequential.append(_check(run(driver_argv() + STATUS_REFRESH, seq_env), esims=esims))
+        limited = sum(w.rate_limited().values())
+    fast = statistics.median(r.seconds for r in concurrent)
+    slow = statistics.median(r.seconds for r in sequential)
+    bound, by = fanout_lower_bound(per_account, latency)
+    ratio = fast / bound
+    speedup = slow / fast
+    ceiling = slow / bound
+    return [
+        Figure(
+            f"fan-out: status --refresh, {esims} eSIMs in 4 accounts, {latency * 1000:.0f} ms",
+            "<= 1.5x lower bound",
+            f"{fast:.2f} s (bound {bound:.2f} s, {by})",
+            ratio,
+            ratio <= 1.5,
+            f"median of {runs}; wall time of the whole command, start-up included; "
+            f"{limited} answers 429",
+        ),
+        Figure(
+            "fan-out: speed-up over one request at a time",
+            ">= 10x",
+            f"{speedup:.1f}x ({slow:.2f} s one at a time)",
+            speedup / 10,
+            speedup >= 10,
+            f"ceiling {ceiling:.1f}x: one-at-a-time time / lower bound (no client can beat it)",
+        ),
+    ]
+
+
+# -- 3. rate limits -------------------------------------------------------------------------
+
+
+def rate_limits(per_account: int = 100, latency: float = 0.1) -> list[Figure]:
+    with world(per_account, latency=latency, enforce=True) as w:
+        r = _check(run(esimctl_argv() + STATUS_REFRESH, w.env), esims=4 * per_account)
+        limited = w.rate_limited()
+        sent = w.requests()
+    labels = {
+        "air": "Airalo (usage 5/s per company, 10/min per ICCID; token 3/min)",
+        "acc": "eSIM Access (8/s per account)",
+        "go": "eSIM Go (10/s, fixed one-second window)",
+        "cel": "Celitech (no documented limit)",
+    }
+    return [
+        Figure(
+            f"rate limits: {per_account} eSIMs, {labels[name]}",
+            "0 answers 429",
+            f"{limited[name]} of {sent[name]} requests",
+            None,
+            limited[name] == 0,
+            f"one status --refresh over all four: {r.seconds:.1f} s" if name == "air" else "",
+        )
+        for name in ("air", "acc", "go", "cel")
+    ]
+
+
+# -- 4. memory ------------------------------------------------------------------------------
+
+
+def memory(total: int = 1000) -> list[Figure]:
+    per = total // 4
+    with world(per, fast=True) as w:
+        fetched = _check(run(driver_argv() + STATUS_REFRESH, w.env), esims=4 * per)
+        cached = _check(run([*esimctl_argv(), "status", "--json"], w.env), esims=4 * per)
+    rows = []
+    for label, r in (("fetching", fetched), ("from the cache", cached)):
+        mib = r.maxrss_kib / 1024
+        rows.append(
+            Figure(
+                f"memory: peak RSS of status --json, {4 * per} eSIMs, {label}",
+                "<= 64 MiB",
+                f"{mib:.1f} MiB",
+                mib / 64,
+                mib <= 64,
+                f"{r.seconds:.1f} s, providers' pacing lifted (zero latency)"
+                if r is fetched
+                else f"{r.seconds:.2f} s",
+            )
+        )
+    return rows
+
+
+# -- 5. linear cost, one token per account ---------------------------------------------------
+
+
+def _exponent(costs: dict[int, float], small: int, large: int) -> float:
+    """Growth exponent of the cost above the fixed part: 1.0 is linear, 2.0 quadratic."""
+    base = costs[0]
+    a, b = costs[small] - base, costs[large] - base
+    if a <= 0 or b <= 0:
+        return float("nan")
+    return math.log(b / a) / math.log(large / small)
+
+
+def scaling(sizes: tuple[int, int] = (50, 200), runs: int = 3) -> list[Figure]:
+    small, large = sizes
+    cpu: dict[int, float] = {}
+    wall: dict[int, float] = {}
+    requests: dict[int, float] = {}
+    tokens_per_account = 0
+    for per in (0, small, large):
+        with world(per, fast=True) as w:
+            samples = []
+            for _ in range(runs):
+                before = sum(w.requests().values())
+                r = _check(run(driver_argv() + STATUS_REFRESH, w.env), esims=4 * per)
+                samples.append((r, sum(w.requests().values()) - before))
+            tokens_per_account = max(tokens_per_account, *w.token_requests().values())
+        cpu[4 * per] = statistics.median(r.cpu for r, _ in samples)
+        wall[4 * per] = statistics.median(r.seconds for r, _ in samples)
+        requests[4 * per] = statistics.median(n for _, n in samples)
+    s, lg = 4 * small, 4 * large
+    rows = []
+    for label, costs, unit in (
+        ("CPU time", cpu, "s"),
+        ("wall time", wall, "s"),
+        ("requests", requests, ""),
+    ):
+        k = _exponent(costs, s, lg)
+        shown = ", ".join(
+            f"{n}: {costs[n]:.2f}{unit}" if unit else f"{n}: {costs[n]:.0f}" for n in (0, s, lg)
+        )
+        rows.append(
+            Figure(
+                f"linear cost: {label} of status --refresh",
+                "growth exponent <= 1.15",
+                f"{k:.2f} ({shown})",
+                k,
+                k <= 1.15 if not math.isnan(k) else None,
+                f"exponent of the cost above the 0-eSIM run, {s} -> {lg} eSIMs; median of {runs}",
+            )
+        )
+    rows.append(
+        Figure(
+            "tokens: access tokens per OAuth account over repeated runs",
+            "1 per token lifetime",
+            f"{tokens_per_account} over {runs} runs",
+            None,
+            tokens_per_account <= 1,
+            f"accounts {', '.join(OAUTH)}; the token is cached in the credential store",
+        )
+    )
+    return rows
+
+
+SUITES: dict[str, Callable[..., list[Figure]]] = {
+    "startup": startup,
+    "fanout": fanout,
+    "ratelimits": rate_limits,
+    "memory": memory,
+    "scaling": scaling,
+}
+
+QUICK: dict[str, dict[str, object]] = {
+    "startup": {"runs": 7},
+    "fanout": {"runs": 1},
+    "ratelimits": {"per_account": 30},
+    "memory": {"total": 400},
+    "scaling": {"sizes": (25, 100), "runs": 2},
+}
+
+
+def as_json(rows: Sequence[Figure]) -> str:
+    return json.dumps([r.__dict__ for r in rows], indent=2)

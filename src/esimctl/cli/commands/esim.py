@@ -1,0 +1,458 @@
+"""``esimctl esim``: eSIMs of sellers without an API, recorded by hand.
+
+``add`` records an eSIM and its package, ``reading`` what the seller's app shows, ``confirm``
+or ``cancel`` a pending top-up, ``remove`` an eSIM, ``plan add|remove`` the seller's plans.
+Every value is checked before anything is written; the figures are the provider's fold.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from esimctl import parsing
+from esimctl.config import AccountConfig
+from esimctl.env import Env
+from esimctl.errors import InvalidInput, NotFound
+from esimctl.ledger import LedgerOrder
+from esimctl.models import Esim, Money, OrderState
+from esimctl.output import human
+from esimctl.providers.manual import (
+    ManualEsim,
+    ManualProvider,
+    Reading,
+    SellerPlan,
+    confirmed_detail,
+    is_topup,
+)
+from esimctl.serialize import esim_json, iso, order_json, plan_json
+from esimctl.service import attention_for, fetch_esims, match_esim, open_provider
+
+from .common import Result, confirm
+from .renew import describe
+from .status import pending_since
+
+_PLAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+
+# -- values typed by the user -------------------------------------------------------------------
+
+
+def data_size(value: str, base: int) -> int:
+    """``1.2GB``, ``500MB`` or ``0``: a unit is required, a bare ``1.2`` is surely not bytes."""
+    v = value.strip()
+    if v != "0" and not any(c.isalpha() for c in v):
+        raise InvalidInput(f"invalid size {value!r}: give a unit, like 1.2GB or 500MB")
+    return parsing.size(v, base=base)
+
+
+def price(value: str) -> Money:
+    """``58CNY``, ``58 CNY``; ``RMB``, as Chinese sellers write it, is ISO 4217's ``CNY``."""
+    m = parsing.money(value)
+    return Money(m.amount, "CNY") if m.currency == "RMB" else m
+
+
+def days(value: int | str, *, least: int = 0) -> int:
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        n = -1
+    if n < least:
+        raise InvalidInput(f"invalid number of days {value!r}: use a whole number from {least}")
+    return n
+
+
+def end_date(value: str) -> datetime:
+    """An end date: a date alone means the end of that day, local time, as sellers mean it."""
+    v = value.strip()
+    try:
+        d = date.fromisoformat(v) if len(v) == 10 else None
+    except ValueError:
+        d = None
+    if d is not None:
+        return datetime.combine(d, time(23, 59, 59)).astimezone().astimezone(UTC)
+    try:
+        parsing.duration(v)
+    except InvalidInput:
+        return parsing.when(v)
+    raise InvalidInput(f"invalid end date {value!r}: use YYYY-MM-DD or an ISO 8601 time")
+
+
+def past_time(value: str, now: datetime, what: str) -> datetime:
+    """A time that has happened: a date, an ISO 8601 time, or an age like ``2h``."""
+    when = parsing.when(value, now=now)
+    if when > now:
+        raise InvalidInput(f"invalid {what} {value!r}: it is in the future")
+    return when
+
+
+def countries(values: tuple[str, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values:
+        for c in v.split(","):
+            c = c.strip()
+            if not _COUNTRY.match(c):
+                raise InvalidInput(f"invalid country {c!r}: use 2-letter codes like JP or JP,KR")
+            if c.upper() not in out:
+                out.append(c.upper())
+    return tuple(out)
+
+
+def plan_name(data_bytes: int, n_days: int | None, base: int, until: datetime | None) -> str:
+    """A name for a package or plan the seller's name is not known for: ``3 GB · 7 days``."""
+    parts = [human.size(data_bytes, base)] if data_bytes else []
+    if n_days:
+        parts.append(f"{n_days} days")
+    elif until is not None:
+        parts.append(f"until {human.local_time(until)[:10]}")
+    return " · ".join(parts)
+
+
+# -- accounts and eSIMs of manual sellers -------------------------------------------------------
+
+
+def manual_account(env: Env, name: str) -> tuple[AccountConfig, ManualProvider]:
+    acc = env.config.account(name)
+    if acc.provider != ManualProvider.id:
+        raise InvalidInput(
+            f"account {name!r} is a {acc.provider} account: 'esimctl esim' records eSIMs of "
+            "sellers without an API (esimctl account add NAME --provider manual)"
+        )
+    provider = open_provider(env, acc)
+    assert isinstance(provider, ManualProvider)
+    return acc, provider
+
+
+def manual_esims(env: Env, accounts: list[AccountConfig]) -> list[Esim]:
+    """Fresh figures (they are local): pending top-ups that now show are settled on the way."""
+    fetched = fetch_esims(env, accounts, refresh=True)
+    if fetched.errors:
+        raise fetched.errors[0]
+    return [e for lst in fetched.results.values() for e in lst]
+
+
+def find_esim(env: Env, name: str) -> tuple[Esim, ManualProvider]:
+    accounts = [a for a in env.config.accounts() if a.provider == ManualProvider.id]
+    if not accounts:
+        raise InvalidInput(
+            "no manual seller accounts yet: esimctl account add NAME --provider manual"
+        )
+    esim = match_esim(name, manual_esims(env, accounts))
+    return esim, manual_account(env, esim.account)[1]
+
+
+def refreshed(env: Env, account: str, iccid: str) -> Esim:
+    for e in manual_esims(env, [env.config.account(account)]):
+        if e.iccid == iccid:
+            return e
+    raise NotFound(f"eSIM {iccid} is no longer recorded")
+
+
+def esim_record(env: Env, e: Esim) -> dict[str, Any]:
+    """SPEC's status record of ``e``, attention included."""
+    pending = pending_since(env, [e]).get((e.account, e.iccid))
+    reasons = attention_for(e, env.config.attention(), env.now(), pending_since=pending)
+    return esim_json(e, reasons)
+
+
+def name_of(e: Esim) -> str:
+    """How to name ``e`` in a command the user may copy."""
+    return shlex.quote(e.label or e.iccid)
+
+
+def figures(e: Esim, now: datetime) -> str:
+    left = f"{human.size(e.data_remaining_bytes, e.unit_base)} left of "
+    left += human.size(e.data_total_bytes, e.unit_base)
+    end = f"until {human.local_time(e.expires_at)}" if e.expires_at else "end date unknown"
+    as_of = human.ago(e.as_of, now) if e.as_of else "?"
+    return f"{left}, {end} ({e.state.value.replace('_', ' ')}, as of {as_of})"
+
+
+# -- esim add ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddEsimOptions:
+    account: str
+    iccid: str
+    data: str
+    label: str | None = None
+    countries: tuple[str, ...] = ()
+    days: int | None = None
+    until: str | None = None
+    price: str | None = None
+    activated: str | None = None
+    plan: str | None = None
+    order_number: str | None = None
+
+
+def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
+    acc, provider = manual_account(env, opts.account)
+    now = env.now()
+    base = provider.settings.unit_base
+    iccid = parsing.iccid(opts.iccid)
+    data = data_size(opts.data, base)
+    if data <= 0:
+        raise InvalidInput(f"invalid size {opts.data!r}: a package has some data")
+    if (opts.days is None) == (opts.until is None):
+        raise InvalidInput("give the package's validity: --days N or --until DATE (one of them)")
+    n_days = days(opts.days, least=1) if opts.days is not None else None
+    until = end_date(opts.until) if opts.until else None
+    activated = parsing.when(opts.activated, now=now) if opts.activated else None
+    paid = price(opts.price) if opts.price else None
+    where = countries(opts.countries)
+    number = (opts.order_number or "").strip() or None
+    store = provider.store
+    existing = store.esim(iccid)
+    if existing is not None:
+        raise InvalidInput(f"eSIM {iccid} is recorded already (account {existing.account!r})")
+    label = (opts.label or "").strip() or None
+    if label is None and not store.esims(acc.name):
+        label = acc.name  # so that 'esimctl renew jp-card' names the card of account jp-card
+    plan = (opts.plan or "").strip() or plan_name(data, n_days, base, until)
+    store.add_esim(
+        ManualEsim(iccid, acc.name, label, where, plan, data, n_days, until, activated, now)
+    )
+    order = None
+    if paid is not None or number is not None:
+        bought = activated if activated is not None and activated < now else now
+        order = env.ledger.add_order(
+            account=acc.name,
+            provider=provider.id,
+            iccid=iccid,
+            plan_id=None,
+            plan=plan,
+            price=paid,
+            state=OrderState.COMPLETED.value,
+            provider_order_id=number,
+            created_at=bought,
+            detail={"kind": "package"},
+        )
+    e = refreshed(env, acc.name, iccid)
+    return Result(
+        command="esim add",
+        data={
+            "esim": esim_record(env, e),
+            "order": order_json(order.to_order()) if order else None,
+        },
+        lines=[
+            f"[green]✓[/] recorded {describe(e)} on {acc.name}: {plan}",
+            f"  {figures(e, now)}",
+            f"  record what the seller's app shows: esimctl esim reading {name_of(e)} 1.2GB",
+        ],
+    )
+
+
+# -- esim reading -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadingOptions:
+    esim: str
+    remaining: str
+    at: str | None = None
+    until: str | None = None
+
+
+def _pending_topups(env: Env, e: Esim) -> list[LedgerOrder]:
+    rows = env.ledger.orders(account=e.account, iccid=e.iccid, states=(OrderState.PENDING.value,))
+    return sorted((r for r in rows if is_topup(r)), key=lambda r: r.created_at)
+
+
+def run_reading(opts: ReadingOptions, env: Env) -> Result:
+    e, provider = find_esim(env, opts.esim)
+    now = env.now()
+    remaining = data_size(opts.remaining, e.unit_base)
+    taken = past_time(opts.at, now, "--at") if opts.at else now
+    until = end_date(opts.until) if opts.until else None
+    waiting = _pending_topups(env, e)
+    provider.store.add_reading(Reading(e.iccid, remaining, until, taken), recorded_at=now)
+    after = refreshed(env, e.account, e.iccid)
+    applied = [
+        row
+        for row in (env.ledger.order(r.id) for r in waiting)
+        if row.state == OrderState.COMPLETED.value
+    ]
+    record = esim_record(env, after)
+    lines = [f"[green]✓[/] {describe(after)}: {figures(after, now)}"]
+    for row in applied:
+        lines.append(
+            f"[green]✓ applied[/]: {row.plan} (order {row.to_order().id}): the reading shows it"
+        )
+    still = len(waiting) - len(applied)
+    if still:
+        lines.append(
+            f"[yellow]! pending[/]: {still} top-up(s) not shown yet; once the seller's app "
+            f"shows the data, record it again, or: esimctl esim confirm {name_of(after)}"
+        )
+    if record["attention"]:
+        words = ", ".join(a.replace("_", " ") for a in record["attention"])
+        lines.append(f"[yellow]! {words}[/]: renew early: esimctl renew {name_of(after)}")
+    if after.expires_at is None:
+        lines.append("  end date unknown: add --until DATE as the seller's app shows it")
+    return Result(
+        command="esim reading",
+        data={
+            "esim": record,
+            "reading": {
+                "remaining_bytes": remaining,
+                "expires_at": iso(until),
+                "taken_at": iso(taken),
+            },
+            "applied": [order_json(r.to_order()) for r in applied],
+        },
+        lines=lines,
+    )
+
+
+# -- esim confirm / cancel --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SettleOptions:
+    esim: str
+    order_number: str | None = None
+
+
+def _one_pending(env: Env, e: Esim, number: str | None) -> LedgerOrder:
+    rows = _pending_topups(env, e)
+    if number is not None:
+        rows = [r for r in rows if r.provider_order_id == number.strip()]
+        if not rows:
+            raise NotFound(f"no pending top-up with order number {number!r} on {describe(e)}")
+    if not rows:
+        raise InvalidInput(f"no pending top-up on {describe(e)}")
+    if len(rows) > 1:
+        numbers = ", ".join(r.to_order().id for r in rows)
+        raise InvalidInput(
+            f"{len(rows)} top-ups are pending on {describe(e)} (orders {numbers}): "
+            "name one with --order NUMBER"
+        )
+    return rows[0]
+
+
+def run_confirm(opts: SettleOptions, env: Env) -> Result:
+    e, _ = find_esim(env, opts.esim)
+    now = env.now()
+    row = _one_pending(env, e, opts.order_number)
+    row = env.ledger.update_order(
+        row.id, state=OrderState.COMPLETED.value, applied_at=now, detail=confirmed_detail(now)
+    )
+    after = refreshed(env, e.account, e.iccid)
+    return Result(
+        command="esim confirm",
+        data={
+            "order": order_json(row.to_order()),
+            "applied": True,
+            "esim": esim_record(env, after),
+        },
+        lines=[
+            f"[green]✓ applied[/]: {row.plan} (order {row.to_order().id}) on {describe(after)}",
+            f"  {figures(after, now)}",
+        ],
+    )
+
+
+def run_cancel(opts: SettleOptions, env: Env) -> Result:
+    e, _ = find_esim(env, opts.esim)
+    row = _one_pending(env, e, opts.order_number)
+    row = env.ledger.update_order(
+        row.id, state=OrderState.FAILED.value, detail={"cancelled_at": iso(env.now())}
+    )
+    return Result(
+        command="esim cancel",
+        data={"order": order_json(row.to_order())},
+        lines=[
+            f"[green]✓[/] {row.plan} (order {row.to_order().id}) on {describe(e)} marked failed: "
+            "it no longer counts as pending nor in the totals"
+        ],
+    )
+
+
+# -- esim remove ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoveEsimOptions:
+    esim: str
+    yes: bool = False
+
+
+def run_remove_esim(opts: RemoveEsimOptions, env: Env) -> Result:
+    e, provider = find_esim(env, opts.esim)
+    confirm(
+        env,
+        f"Remove {describe(e)} and its readings (its orders stay in the history)?",
+        yes=opts.yes,
+        what="remove",
+    )
+    provider.store.remove_esim(e.iccid)
+    env.ledger.cache_drop(e.account)
+    return Result(
+        command="esim remove",
+        data={"account": e.account, "iccid": e.iccid},
+        lines=[f"[green]✓[/] {describe(e)} removed; its orders stay in the history"],
+    )
+
+
+# -- esim plan add / remove -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanAddOptions:
+    account: str
+    id: str
+    data: str
+    days: int
+    price: str
+    name: str | None = None
+    replace: bool = False
+
+
+def run_plan_add(opts: PlanAddOptions, env: Env) -> Result:
+    acc, provider = manual_account(env, opts.account)
+    base = provider.settings.unit_base
+    if not _PLAN_ID.match(opts.id):
+        raise InvalidInput(
+            f"invalid plan id {opts.id!r}: use letters, digits, '.', '-' and '_', like jp-3gb-7d"
+        )
+    data = data_size(opts.data, base)
+    n_days = days(opts.days)
+    if data <= 0 and n_days <= 0:
+        raise InvalidInput("a plan adds data, days, or both")
+    cost = price(opts.price)
+    store = provider.store
+    if not opts.replace and any(p.id == opts.id for p in store.plans(acc.name)):
+        raise InvalidInput(f"plan {opts.id!r} exists already on {acc.name}; pass --replace")
+    name = (opts.name or "").strip() or plan_name(data, n_days, base, None)
+    saved = SellerPlan(acc.name, opts.id, name, data, n_days, cost)
+    store.add_plan(saved)
+    return Result(
+        command="esim plan add",
+        data={"plan": plan_json(provider.plan(saved))},
+        lines=[
+            f"[green]✓[/] plan {opts.id} saved on {acc.name}: {name}, {cost}",
+            "  compare them with: esimctl plans ESIM; buy one with: esimctl renew ESIM "
+            f"--plan {opts.id}",
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class PlanRemoveOptions:
+    account: str
+    id: str
+
+
+def run_plan_remove(opts: PlanRemoveOptions, env: Env) -> Result:
+    acc, provider = manual_account(env, opts.account)
+    if not provider.store.remove_plan(acc.name, opts.id):
+        raise NotFound(f"no plan {opts.id!r} on {acc.name}")
+    return Result(
+        command="esim plan remove",
+        data={"account": acc.name, "id": opts.id},
+        lines=[f"[green]✓[/] plan {opts.id} removed from {acc.name}"],
+    )

@@ -1,0 +1,579 @@
+"""``esimctl renew --auto``: the renewal rules of config applied to every eSIM, for cron.
+
+One run:
+
+1. takes the renewal lock (exit 75 at once, or ``--wait``), reconciles unfinished intents
+   with their providers, and fetches every eSIM fresh, which also marks pending top-ups
+   that now show as applied;
+2. decides per eSIM (``Decision``): its rule, the trip window, the trigger, a top-up still
+   pending, the need already served; then the plan and the limits (max price, max per
+   day, monthly budgets);
+3. buys what is needed through ``purchase.buy`` (the intent and its need are journalled
+   before the request);
+4. releases the lock, then waits, bounded by ``--timeout``, until each provider shows its
+   top-up: *applied* or *pending*. A pending eSIM is never bought for again; the next run
+   checks it and says when it was applied.
+
+``--dry-run`` fetches and decides, without the lock and without buying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from esimctl import parsing, purchase, rules
+from esimctl.env import Env
+from esimctl.errors import (
+    Aborted,
+    ConsentRequired,
+    EsimctlError,
+    ExitCode,
+    InvalidInput,
+    LimitRefused,
+    TemporaryFailure,
+)
+from esimctl.ledger import INTENT, LedgerOrder
+from esimctl.lock import RenewLock
+from esimctl.models import Esim, Money, Order, OrderState, Plan
+from esimctl.output import human
+from esimctl.providers.base import Capability, Provider
+from esimctl.rules import RENEWABLE, RenewalRules, Rule
+from esimctl.serialize import money_json, order_json
+from esimctl.service import fan_out, fetch_esims, open_provider, select_accounts
+
+from .common import Result, confirm
+from .renew import RenewOptions, describe
+
+#: What a run did for one eSIM (``decisions[].action`` in JSON; docs/renewal-rules.md).
+ACTIONS = (
+    "none",  # no rule, or no trigger holds
+    "skip",  # a rule fired but buys nothing now: outside the trip window, need already served
+    "pending",  # a top-up bought earlier is not applied yet: never bought for again
+    "would_buy",  # --dry-run
+    "bought",
+    "declined",  # answered no at the prompt
+    "refused",  # a limit said no (exit 5)
+    "failed",
+)
+
+
+@dataclass
+class Decision:
+    esim: Esim
+    rule: Rule | None
+    action: str = "none"
+    reason: str = ""
+    trigger: str | None = None
+    figure: str | None = None
+    need: str | None = None
+    plan: Plan | None = None
+    order: LedgerOrder | None = None
+    applied: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "account": self.esim.account,
+            "provider": self.esim.provider,
+            "iccid": self.esim.iccid,
+            "label": self.esim.label,
+            "rule": self.rule.name if self.rule else None,
+            "action": self.action,
+            "reason": self.reason,
+            "trigger": self.trigger,
+            "figure": self.figure,
+            "need": self.need,
+            "plan": None
+            if plan is None
+            else {"id": plan.id, "name": plan.name, "price": money_json(plan.price)},
+            "order_id": self.order.to_order().id if self.order else None,
+        }
+
+
+def run_auto(opts: RenewOptions, env: Env) -> Result:
+    if opts.esim:
+        raise InvalidInput(
+            f"--auto renews every eSIM by the rules; drop {opts.esim!r}, or renew it by hand "
+            f"without --auto"
+        )
+    if opts.plan:
+        raise InvalidInput("--auto takes the plan from the renewal rules; drop --plan")
+    cap = parsing.money(opts.max_price) if opts.max_price else None
+    timeout = parsing.duration(opts.timeout) if opts.timeout else timedelta(0)
+    ruleset = rules.load(env.config)
+    if not opts.dry_run and not opts.yes and not env.can_prompt:
+        raise ConsentRequired(
+            "refusing to renew automatically without consent: pass --yes "
+            "(no prompt is possible here)"
+        )
+    run = AutoRun(opts, env, ruleset, cap)
+    if ruleset.empty:
+        return run.result(
+            f"nothing to do: no renewal rules in {env.config.path} (see docs/renewal-rules.md)"
+        )
+    lock = nullcontext() if opts.dry_run else RenewLock(env.paths.lock_file, wait=opts.wait)
+    with lock:
+        run.look()
+        run.act()
+    if not opts.dry_run:
+        run.verify(timeout)
+    return run.result()
+
+
+@dataclass
+class AutoRun:
+    opts: RenewOptions
+    env: Env
+    rules: RenewalRules
+    cap: Money | None
+    decisions: list[Decision] = field(default_factory=list)
+    errors: list[EsimctlError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: Orders open (pending or intent) when the run began, as they are after reconciling.
+    earlier: list[tuple[str, LedgerOrder]] = field(default_factory=list)
+    answered: set[str] = field(default_factory=set)
+    #: --dry-run: what this run would have spent, not yet in the ledger.
+    planned: list[tuple[str, str, Money]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.now: datetime = self.env.now()
+        self.accounts = select_accounts(self.env, self.opts.accounts)
+
+    # -- 1. look: reconcile, fetch, report what became of earlier orders ----------------------
+
+    def look(self) -> None:
+        env = self.env
+        names = {a.name for a in self.accounts}
+        open_before = [
+            r
+            for r in env.ledger.orders(states=(OrderState.PENDING.value, INTENT))
+            if r.account in names
+        ]
+        unsure = {r.account for r in open_before if r.state == INTENT}
+        if unsure and not self.opts.dry_run:
+            out = fan_out(
+                env,
+                [a for a in self.accounts if a.name in unsure],
+                lambda p: purchase.reconcile(env, p),
+            )
+            self.errors.extend(out.errors)
+        fetched = fetch_esims(env, self.accounts, refresh=True)
+        self.errors.extend(fetched.errors)
+        self.answered = set(fetched.results)
+        for row in open_before:
+            current = env.ledger.order(row.id)
+            event = {
+                OrderState.COMPLETED.value: "applied",
+                OrderState.PENDING.value: "pending",
+                OrderState.FAILED.value: "not_made",
+            }.get(current.state, "unknown")
+            self.earlier.append((event, current))
+        esims = [e for lst in fetched.results.values() for e in lst]
+        assigned, notes = self.rules.assign(esims)
+        self.notes.extend(notes)
+        self.decisions = [self._decide(e, assigned[(e.account, e.iccid)]) for e in esims]
+
+    def _decide(self, e: Esim, rule: Rule) -> Decision:
+        if not rule.complete:
+            why = "renewal off (enabled = false)" if not rule.enabled else "no renewal rule"
+            return Decision(e, None, "none", why)
+        d = Decision(e, rule)
+        fired = rule.fired(e, self.now)
+        if fired is not None:
+            d.trigger, d.figure = fired
+        outside = rule.outside_window(self.now)
+        if outside:
+            d.action, d.reason = "skip", f"outside the trip window: {outside}"
+            return d
+        if e.state not in RENEWABLE:
+            d.action = "skip" if fired else "none"
+            d.reason = f"the eSIM is {e.state.value.replace('_', ' ')}: not renewed automatically"
+            return d
+        if fired is None:
+            d.reason = "no trigger holds"
+            return d
+        open_rows = self.env.ledger.orders(
+            account=e.account, iccid=e.iccid, states=(OrderState.PENDING.value, INTENT)
+        )
+        if open_rows:
+            row = open_rows[0]
+            d.action, d.order = "pending", row
+            if row.state == INTENT:
+                d.reason = (
+                    f"the outcome of an earlier purchase ({row.plan}) is not known yet; "
+                    "nothing is bought until the provider shows it or not"
+                )
+                self.errors.append(
+                    TemporaryFailure(
+                        f"{describe(e)}: {d.reason}; retry later",
+                        account=e.account,
+                        provider=e.provider,
+                    )
+                )
+            else:
+                d.reason = (
+                    f"a top-up bought {human.ago(row.created_at, self.now)} ({row.plan}) is "
+                    "still pending: not bought again"
+                )
+            return d
+        d.need = rules.need_key(rule, e)
+        served = self.env.ledger.orders(
+            account=e.account, iccid=e.iccid, need=d.need, states=purchase.COMMITTED
+        )
+        if served:
+            d.action, d.order = "skip", served[0]
+            d.reason = "already bought for this need; the provider's figures have not changed"
+            return d
+        d.action, d.reason = "candidate", f"rule [{rule.name}] fired: buy {rule.describe_buy()}"
+        return d
+
+    # -- 2. act: plan, limits, consent, purchase ----------------------------------------------
+
+    def act(self) -> None:
+        todo: dict[str, list[Decision]] = defaultdict(list)
+        for d in self.decisions:
+            if d.action == "candidate":
+                todo[d.esim.account].append(d)
+        if todo:
+            asyncio.run(self._act_all(todo))
+
+    async def _act_all(self, todo: dict[str, list[Decision]]) -> None:
+        # One account after the other: budgets are shared, so purchases are sequential.
+        for account, decisions in todo.items():
+            try:
+                provider = open_provider(self.env, self.env.config.account(account))
+                async with provider:
+                    for d in decisions:
+                        await self._one(provider, d)
+            except EsimctlError as exc:
+                for d in decisions:
+                    if d.action == "candidate":
+                        self._fail(d, exc)
+
+    async def _one(self, provider: Provider, d: Decision) -> None:
+        e, rule = d.esim, d.rule
+        assert rule is not None
+        caps = provider.capabilities
+        if Capability.BUY_TOPUP not in caps or Capability.MANUAL in caps:
+            d.action = "skip"
+            d.reason = (
+                f"{provider.display_name} cannot be renewed automatically; renew it by hand: "
+                f"esimctl renew {e.label or e.iccid}"
+            )
+            return
+        try:
+            plan = choose_plan(rule, await provider.topups(e), e, self.cap)
+            d.plan = plan
+            self._check_limits(d, plan)
+            if self.opts.dry_run:
+                assert plan.price is not None
+                self.planned.append((e.account, e.iccid, plan.price))
+                d.action = "would_buy"
+                return
+            try:
+                confirm(
+                    self.env,
+                    f"Buy {plan.name} for {human.money(plan.price)} on {describe(e)} "
+                    f"({d.figure}, rule [{rule.name}])?",
+                    yes=self.opts.yes,
+                )
+            except Aborted:
+                d.action, d.reason = "declined", "not confirmed at the prompt"
+                return
+            d.order = await purchase.buy(self.env, provider, e, plan, need=d.need)
+            self.env.ledger.cache_drop(provider.account)
+            d.action = "bought"
+        except LimitRefused as exc:
+            d.action, d.reason = "refused", exc.message
+            self.errors.append(exc.for_account(provider.account, provider.id))
+        except EsimctlError as exc:
+            self._fail(d, exc.for_account(provider.account, provider.id))
+
+    def _fail(self, d: Decision, exc: EsimctlError) -> None:
+        d.action, d.reason = "failed", exc.message
+        self.errors.append(exc)
+
+    def _check_limits(self, d: Decision, plan: Plan) -> None:
+        e, rule = d.esim, d.rule
+        assert rule is not None
+        price = plan.price
+        what = f"{plan.name} for {describe(e)}"
+        if price is None:
+            raise LimitRefused(
+                f"refused: the price of {what} is unknown; only priced plans are bought "
+                "automatically"
+            )
+        caps = ((rule.max_price, f"max_price of [{rule.name}]"), (self.cap, "--max-price"))
+        for cap, where in caps:
+            if cap is None:
+                continue
+            if price.currency != cap.currency:
+                raise LimitRefused(f"refused: {what} costs {price}, {where} is in {cap.currency}")
+            if price.amount > cap.amount:
+                raise LimitRefused(f"refused: {what} costs {price}, above the {where} ({cap})")
+        day = purchase.committed(
+            self.env, since=self.now - timedelta(days=1), account=e.account, iccid=e.iccid
+        )
+        if len(day) >= rule.max_per_day:
+            raise LimitRefused(
+                f"refused: {describe(e)} was renewed {len(day)} time(s) in the last 24 h; "
+                f"max_per_day of [{rule.name}] is {rule.max_per_day}"
+            )
+        month = month_start(self.now)
+        budgets = (
+            (self.rules.monthly_budget, None, "[renewal]"),
+            (rule.monthly_budget, e, f"[{rule.name}]"),
+        )
+        for amounts, scope, where in budgets:
+            if not amounts:
+                continue
+            budget = next((b for b in amounts if b.currency == price.currency), None)
+            if budget is None:
+                raise LimitRefused(
+                    f"refused: {what} costs {price}; the monthly_budget of {where} has no "
+                    f"amount in {price.currency}"
+                )
+            spent = self._spent(month, price.currency, scope)
+            if spent + price.amount > budget.amount:
+                raise LimitRefused(
+                    f"refused: {what} costs {price}, beyond the monthly_budget of {where} "
+                    f"({budget}): {Money(spent, price.currency)} spent this month"
+                )
+
+    def _spent(self, since: datetime, currency: str, scope: Esim | None) -> Decimal:
+        rows = purchase.committed(
+            self.env,
+            since=since,
+            account=scope.account if scope else None,
+            iccid=scope.iccid if scope else None,
+        )
+        total = sum(
+            (r.price.amount for r in rows if r.price and r.price.currency == currency), Decimal(0)
+        )
+        for account, iccid, price in self.planned:
+            in_scope = scope is None or (scope.account, scope.iccid) == (account, iccid)
+            if in_scope and price.currency == currency:
+                total += price.amount
+        return total
+
+    # -- 3. verify: applied or pending ----------------------------------------------------------
+
+    def verify(self, timeout: timedelta) -> None:
+        bought: dict[str, list[Decision]] = defaultdict(list)
+        for d in self.decisions:
+            if d.action == "bought" and d.order is not None:
+                bought[d.esim.account].append(d)
+        if not bought:
+            return
+        with self._spinner(sum(len(v) for v in bought.values())):
+            asyncio.run(self._verify_all(bought, timeout))
+        for ds in bought.values():
+            for d in ds:
+                assert d.order is not None
+                d.order = self.env.ledger.order(d.order.id)
+                d.applied = d.order.state == OrderState.COMPLETED.value
+
+    async def _verify_all(self, bought: dict[str, list[Decision]], timeout: timedelta) -> None:
+        async def account(name: str, ds: list[Decision]) -> None:
+            try:
+                provider = open_provider(self.env, self.env.config.account(name))
+                async with provider:
+                    await asyncio.gather(
+                        *(
+                            purchase.verify(self.env, provider, d.order, timeout=timeout)
+                            for d in ds
+                            if d.order is not None
+                        )
+                    )
+            except EsimctlError as exc:
+                # Bought, and recorded as pending: the next run checks again.
+                self.notes.append(f"could not check the top-up on {name}: {exc.message}")
+
+        await asyncio.gather(*(account(n, ds) for n, ds in bought.items()))
+
+    @contextmanager
+    def _spinner(self, n: int) -> Iterator[None]:
+        if not self.env.show_progress:
+            yield
+            return
+        with self.env.err.status(f"waiting for the provider to show {n} top-up(s)…"):
+            yield
+
+    # -- the result ----------------------------------------------------------------------------
+
+    def exit_code(self) -> ExitCode:
+        failures = [e for e in self.errors if not isinstance(e, LimitRefused)]
+        if failures:
+            failed = {e.account for e in failures}
+            if self.answered - failed:
+                return ExitCode.PARTIAL
+            codes = {e.exit_code for e in failures}
+            return codes.pop() if len(codes) == 1 else ExitCode.FAILURE
+        return ExitCode.REFUSED if self.errors else ExitCode.OK
+
+    def result(self, empty: str | None = None) -> Result:
+        orders: list[dict[str, Any]] = []
+        for event, row in self.earlier:
+            orders.append(
+                {
+                    **order_json(row.to_order()),
+                    "event": event,
+                    "applied": row.state == OrderState.COMPLETED.value,
+                }
+            )
+        for d in self.decisions:
+            if d.action == "bought" and d.order is not None:
+                orders.append(
+                    {**order_json(d.order.to_order()), "event": "bought", "applied": d.applied}
+                )
+            elif d.action == "would_buy" and d.plan is not None:
+                orders.append(
+                    {
+                        **order_json(self._dry_order(d.esim, d.plan)),
+                        "event": "dry_run",
+                        "applied": False,
+                    }
+                )
+        lines = [empty] if empty else self._lines()
+        return Result(
+            command="renew",
+            data={"orders": orders, "decisions": [d.to_json() for d in self.decisions]},
+            errors=list(self.errors),
+            exit_code=self.exit_code(),
+            notes=list(self.notes),
+            lines=lines,
+        )
+
+    def _dry_order(self, e: Esim, plan: Plan) -> Order:
+        return Order(
+            id="dry-run",
+            account=e.account,
+            provider=e.provider,
+            iccid=e.iccid,
+            plan_id=plan.id,
+            plan=plan.name,
+            price=plan.price,
+            created_at=self.now,
+            state=OrderState.DRY_RUN,
+            source="local",
+        )
+
+    def _lines(self) -> list[str]:
+        from rich.markup import escape as esc
+
+        lines: list[str] = []
+        esims = {(d.esim.account, d.esim.iccid): d.esim for d in self.decisions}
+        for event, row in self.earlier:
+            e = esims.get((row.account, row.iccid or ""))
+            where = esc(describe(e) if e else row.iccid or "?")
+            what = f"{esc(row.plan or '?')} on {where} (order {esc(row.to_order().id)})"
+            if event == "applied":
+                lines.append(f"[green]✓ applied[/]: {what}")
+            elif event == "pending":
+                lines.append(
+                    f"[yellow]! pending[/]: {what}, bought "
+                    f"{human.ago(row.created_at, self.now)}; not bought again"
+                )
+            elif event == "not_made":
+                lines.append(f"✗ not made: {what}: the provider never received it")
+            else:
+                lines.append(f"[yellow]? unknown[/]: {what}: the provider does not show it yet")
+        for d in self.decisions:
+            where = esc(describe(d.esim))
+            why = f"{esc(d.figure or '')} {esc(f'[{d.rule.name}]')}" if d.rule else ""
+            plan = d.plan
+            if d.action == "bought" and plan is not None:
+                lines.append(
+                    f"[green]✓[/] bought {esc(plan.name)} for {human.money(plan.price)} on "
+                    f"{where}: {why}"
+                )
+                if d.applied:
+                    lines.append("  [green]✓ applied[/]: the provider shows the new package")
+                else:
+                    lines.append(
+                        "  [yellow]! pending[/]: the provider does not show it yet; "
+                        "the next run checks again"
+                    )
+            elif d.action == "would_buy" and plan is not None:
+                lines.append(
+                    f"would buy {esc(plan.name)} ({esc(plan.id)}) for {human.money(plan.price)} "
+                    f"on {where}: {why}"
+                )
+            elif d.action == "declined" and plan is not None:
+                lines.append(f"not bought: {esc(plan.name)} on {where} (not confirmed)")
+            elif d.action == "skip" and (d.figure or self.opts.dry_run):
+                lines.append(f"- {where}: {esc(d.reason)}" + (f"; {why}" if d.figure else ""))
+            elif d.action == "none" and self.opts.dry_run:
+                lines.append(f"- {where}: {esc(d.reason)}")
+        if self.opts.dry_run:
+            lines.append("dry run: nothing bought")
+        elif not lines and not self.errors:
+            lines.append(f"nothing to renew ({len(self.decisions)} eSIM(s) checked)")
+        return lines
+
+
+def month_start(now: datetime) -> datetime:
+    """The first moment of this calendar month, in the machine's local time."""
+    local = now.astimezone()
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def choose_plan(rule: Rule, plans: list[Plan], e: Esim, cap: Money | None) -> Plan:
+    """The plan id of the rule, or the cheapest top-up giving at least min_data and min_days."""
+    topups = [p for p in plans if p.kind == "topup"]
+    if rule.plan is not None:
+        for p in topups:
+            if p.id == rule.plan:
+                return p
+        raise InvalidInput(
+            f"[{rule.name}]: plan {rule.plan!r} is not sold for {describe(e)}; "
+            f"'esimctl plans {e.label or e.iccid}' lists its top-ups"
+        )
+    fits = [
+        p
+        for p in topups
+        if p.price is not None
+        and (
+            rule.min_data is None
+            or p.unlimited
+            or (p.data_bytes or 0) >= parsing.size(rule.min_data, base=p.unit_base)
+        )
+        and (rule.min_days is None or (p.validity_days or 0) >= rule.min_days)
+    ]
+    currency = (
+        rule.currency
+        or (rule.max_price.currency if rule.max_price else None)
+        or (cap.currency if cap else None)
+    )
+    if currency:
+        fits = [p for p in fits if p.price is not None and p.price.currency == currency]
+    if not fits:
+        raise LimitRefused(
+            f"refused: no top-up for {describe(e)} gives {rule.wanted()}"
+            + (f" in {currency}" if currency else "")
+            + f" (rule [{rule.name}])"
+        )
+    currencies = sorted({p.price.currency for p in fits if p.price is not None})
+    if len(currencies) > 1:
+        raise InvalidInput(
+            f"[{rule.name}]: the plans that fit {describe(e)} are priced in "
+            f'{", ".join(currencies)}; add currency = "{currencies[0]}" to the rule to '
+            "compare them"
+        )
+    return min(
+        fits,
+        key=lambda p: (
+            p.price.amount if p.price else Decimal(0),
+            not p.unlimited,
+            -(p.data_bytes or 0),
+            -(p.validity_days or 0),
+            p.id,
+        ),
+    )

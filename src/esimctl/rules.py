@@ -1,0 +1,378 @@
+"""Renewal rules: the ``[renewal]`` tables of ``config.toml``, parsed, validated and evaluated.
+
+``[renewal]`` is the default for every eSIM; ``[renewal.esims.NAME]`` (NAME: a label, an
+ICCID or a unique ICCID suffix) refines it for one eSIM. ``docs/renewal-rules.md`` is the
+user's page; the short form::
+
+    [renewal]
+    monthly_budget = ["60 USD", "8000 JPY"]   # every automatic and manual purchase
+    max_price = "15 USD"
+    max_per_day = 1
+
+    [renewal.esims.Tokyo]
+    data_below = "500MB"          # or "10%", or a list of both
+    expires_within = "1d"
+    plan = "jp-1gb-3d"            # or: min_data = "1GB", min_days = 3
+    trip_start = 2026-12-01
+    trip_end = 2026-12-14
+
+A bad value is a one-line ``ConfigError`` naming the file and the table (exit 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from esimctl import parsing
+from esimctl.config import Config
+from esimctl.errors import ConfigError, InvalidInput
+from esimctl.models import Esim, EsimState, Money
+from esimctl.output import human
+from esimctl.serialize import iso
+
+#: Keys that decide when a rule fires; an eSIM table merges them key by key.
+TRIGGER_KEYS = ("data_below", "expires_within")
+#: Keys that decide what is bought; an eSIM table that sets one replaces the whole group.
+BUY_KEYS = ("plan", "min_data", "min_days")
+#: Keys an eSIM table inherits from ``[renewal]`` one by one.
+INHERITED = (
+    *TRIGGER_KEYS,
+    *BUY_KEYS,
+    "currency",
+    "max_price",
+    "max_per_day",
+    "trip_start",
+    "trip_end",
+    "enabled",
+)
+#: ``monthly_budget`` is never inherited: in ``[renewal]`` it caps everything, in an eSIM
+#: table it caps that eSIM.
+KEYS = (*INHERITED, "monthly_budget")
+
+DEFAULT_MAX_PER_DAY = 1
+#: eSIM states a rule may renew: an expired or not yet installed eSIM is left to the user.
+RENEWABLE = (EsimState.ACTIVE, EsimState.DEPLETED)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``data_below``: a size (``500MB``, read in the eSIM's own units) or a percentage."""
+
+    text: str
+    percent: float | None = None
+
+    def fired(self, e: Esim) -> str | None:
+        """The figure that fired, as a person reads it, or None."""
+        if e.unlimited:
+            return None
+        rem, tot = e.data_remaining_bytes, e.data_total_bytes
+        if rem is None:
+            return "no data left" if e.state == EsimState.DEPLETED else None
+        left = human.size(rem, e.unit_base)
+        if self.percent is None:
+            limit = parsing.size(self.text, base=e.unit_base)
+            return f"data left {left} < {human.size(limit, e.unit_base)}" if rem < limit else None
+        if tot and rem * 100 < self.percent * tot:
+            shown = math.floor(rem * 1000 / tot) / 10  # rounded down: 9.99% is not "10.0%"
+            return f"data left {left} ({shown:g}%) < {self.percent:g}%"
+        return None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The effective rule of one table: its own keys over the inherited ones."""
+
+    #: The TOML table it comes from: ``renewal`` or ``renewal.esims.Tokyo``.
+    name: str
+    #: The eSIM the table names (None for the default).
+    target: str | None = None
+    enabled: bool = True
+    data_below: tuple[Threshold, ...] = ()
+    expires_within: timedelta | None = None
+    plan: str | None = None
+    min_data: str | None = None
+    min_days: int | None = None
+    currency: str | None = None
+    max_price: Money | None = None
+    max_per_day: int = DEFAULT_MAX_PER_DAY
+    #: Only this table's own budget (``[renewal]``'s is ``RenewalRules.monthly_budget``).
+    monthly_budget: tuple[Money, ...] = ()
+    trip_start: datetime | None = None
+    trip_end: datetime | None = None
+
+    @property
+    def has_trigger(self) -> bool:
+        return bool(self.data_below) or self.expires_within is not None
+
+    @property
+    def has_buy(self) -> bool:
+        return self.plan is not None or self.min_data is not None or self.min_days is not None
+
+    @property
+    def complete(self) -> bool:
+        return self.enabled and self.has_trigger and self.has_buy
+
+    def outside_window(self, now: datetime) -> str | None:
+        """Why ``now`` is outside the trip window, or None when inside (or no window)."""
+        if self.trip_start is not None and now < self.trip_start:
+            return f"the trip starts {human.local_time(self.trip_start)}"
+        if self.trip_end is not None and now >= self.trip_end:
+            return f"the trip ended {human.local_time(self.trip_end)}"
+        return None
+
+    def fired(self, e: Esim, now: datetime) -> tuple[str, str] | None:
+        """``(trigger key, figure)`` of the first trigger that holds for ``e``, or None."""
+        for t in self.data_below:
+            figure = t.fired(e)
+            if figure is not None:
+                return "data_below", figure
+        if self.expires_within is not None and e.expires_at is not None:
+            left = e.expires_at - now
+            if left <= self.expires_within:
+                within = human.relative(self.expires_within)
+                verb = "expires" if left >= timedelta(0) else "expired"
+                return (
+                    "expires_within",
+                    f"{verb} {human.until(e.expires_at, now)} (within {within})",
+                )
+        return None
+
+    def wanted(self) -> str:
+        """What the cheapest plan must give: ``at least 3GB and 7 days``."""
+        parts = [self.min_data] if self.min_data is not None else []
+        if self.min_days is not None:
+            parts.append(f"{self.min_days} days")
+        return "at least " + " and ".join(parts)
+
+    def describe_buy(self) -> str:
+        if self.plan is not None:
+            return f"plan {self.plan}"
+        return f"the cheapest plan giving {self.wanted()}"
+
+
+def need_key(rule: Rule, e: Esim) -> str:
+    """One purchase per need: the account, the eSIM, the rule and the package it fired on.
+
+    The package is named by its end date and its data total, the two figures a top-up
+    changes once it is applied. While a top-up is pending the figures stay the same, so a
+    second run finds the same key and buys nothing; once applied, they change, and a rule
+    firing again is a new need.
+    """
+    total = "unlimited" if e.unlimited else str(e.data_total_bytes)
+    return f"{e.account}/{e.iccid}/{rule.name}/{iso(e.expires_at) or '-'}/{total}"
+
+
+@dataclass(frozen=True)
+class RenewalRules:
+    path: Path
+    default: Rule
+    esims: tuple[Rule, ...] = ()
+    #: ``[renewal] monthly_budget``: one amount per currency, over every purchase.
+    monthly_budget: tuple[Money, ...] = field(default_factory=tuple)
+
+    @property
+    def empty(self) -> bool:
+        return not self.default.complete and not any(r.complete for r in self.esims)
+
+    def assign(self, esims: Sequence[Esim]) -> tuple[dict[tuple[str, str], Rule], list[str]]:
+        """The rule of each eSIM (by ``(account, iccid)``), and notes on tables naming none."""
+        from esimctl.service import match_esim
+
+        own: dict[tuple[str, str], Rule] = {}
+        notes: list[str] = []
+        for rule in self.esims:
+            assert rule.target is not None
+            try:
+                e = match_esim(rule.target, esims)
+            except InvalidInput as exc:
+                if "ambiguous" in exc.message:
+                    raise ConfigError(f"{self.path}: [{rule.name}]: {exc.message}") from None
+                notes.append(f"[{rule.name}] names no eSIM that answered: {exc.message}")
+                continue
+            key = (e.account, e.iccid)
+            if key in own:
+                raise ConfigError(
+                    f"{self.path}: [{own[key].name}] and [{rule.name}] both name eSIM {e.iccid}"
+                )
+            own[key] = rule
+        out = {(e.account, e.iccid): own.get((e.account, e.iccid), self.default) for e in esims}
+        return out, notes
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def load(config: Config) -> RenewalRules:
+    """The rules of ``config``; ``ConfigError`` (exit 2) on the first bad table."""
+    raw = config.raw.get("renewal", {})
+    path = config.path
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [renewal] must be a table")
+    tables = raw.get("esims", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: [renewal.esims] must hold one table per eSIM")
+    base = {k: v for k, v in raw.items() if k != "esims"}
+    parsed_default = _fields(base, path, "renewal", extra=("esims",))
+    default = _build(parsed_default, path, "renewal", target=None, own_budget=())
+    global_budget: tuple[Money, ...] = parsed_default.get("monthly_budget", ())
+    rules = []
+    for name, table in tables.items():
+        where = f"renewal.esims.{_toml_key(name)}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{where}] must be a table")
+        own = _fields(table, path, where)
+        merged = {k: v for k, v in parsed_default.items() if k in INHERITED}
+        if any(k in own for k in BUY_KEYS):
+            for k in BUY_KEYS:
+                merged.pop(k, None)
+        merged.update({k: v for k, v in own.items() if k != "monthly_budget"})
+        rule = _build(merged, path, where, target=name, own_budget=own.get("monthly_budget", ()))
+        if rule.enabled and not rule.complete:
+            raise ConfigError(
+                f"{path}: [{where}]: needs a trigger (data_below or expires_within) and what "
+                "to buy (plan, or min_data/min_days), here or in [renewal]; or enabled = false"
+            )
+        rules.append(rule)
+    return RenewalRules(path, default, tuple(rules), global_budget)
+
+
+def _toml_key(name: str) -> str:
+    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
+
+
+def _fields(
+    table: dict[str, Any], path: Path, where: str, *, extra: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Each key of one table, parsed on its own (the message names this table)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in KEYS and key not in extra:
+            known = ", ".join(KEYS)
+            raise ConfigError(f"{path}: [{where}]: unknown key {key!r} (keys: {known})")
+        if key in extra:
+            continue
+        try:
+            out[key] = _PARSERS[key](value)
+        except InvalidInput as exc:
+            raise ConfigError(f"{path}: [{where}]: {key}: {exc.message}") from None
+    return out
+
+
+def _build(
+    values: dict[str, Any],
+    path: Path,
+    where: str,
+    *,
+    target: str | None,
+    own_budget: tuple[Money, ...],
+) -> Rule:
+    fields = {k: v for k, v in values.items() if k != "monthly_budget"}
+    rule = Rule(name=where, target=target, monthly_budget=own_budget, **fields)
+    if rule.plan is not None and (rule.min_data is not None or rule.min_days is not None):
+        raise ConfigError(
+            f"{path}: [{where}]: give plan, or min_data/min_days for the cheapest plan, not both"
+        )
+    if rule.trip_start and rule.trip_end and rule.trip_end <= rule.trip_start:
+        raise ConfigError(f"{path}: [{where}]: trip_end is not after trip_start")
+    if rule.currency and rule.max_price and rule.max_price.currency != rule.currency:
+        raise ConfigError(
+            f"{path}: [{where}]: currency is {rule.currency} but max_price is in "
+            f"{rule.max_price.currency}"
+        )
+    return rule
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"expected {what} in quotes, got {value!r}")
+    return value.strip()
+
+
+def _texts(value: Any, what: str) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        return []
+    return [_text(v, what) for v in items]
+
+
+def _thresholds(value: Any) -> tuple[Threshold, ...]:
+    out = []
+    for text in _texts(value, 'a size or a percentage, like "500MB" or "10%"'):
+        if text.endswith("%"):
+            out.append(Threshold(text, parsing.percent(text)))
+        else:
+            parsing.size(text)
+            out.append(Threshold(text))
+    return tuple(out)
+
+
+def _size(value: Any) -> str:
+    text = _text(value, 'a size, like "3GB"')
+    parsing.size(text)
+    return text
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"expected a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"expected true or false, got {value!r}")
+    return value
+
+
+def _budget(value: Any) -> tuple[Money, ...]:
+    amounts = [parsing.money(t) for t in _texts(value, 'an amount, like "60 USD"')]
+    seen: set[str] = set()
+    for m in amounts:
+        if m.currency in seen:
+            raise InvalidInput(f"two budgets in {m.currency}: give one amount per currency")
+        seen.add(m.currency)
+    return tuple(amounts)
+
+
+def _moment(value: Any, *, end: bool) -> datetime:
+    """A TOML date or date-time, or the same in a string. A bare date is local and whole:
+    a start date begins at its midnight, an end date lasts until the next midnight."""
+    if isinstance(value, str):
+        try:
+            value = (
+                date.fromisoformat(value.strip())
+                if len(value.strip()) == 10
+                else datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            )
+        except ValueError:
+            raise InvalidInput(
+                f"invalid date {value!r}: use 2026-12-01 or 2026-12-01T08:00:00+09:00"
+            ) from None
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.astimezone()
+        return dt.astimezone(UTC)
+    if isinstance(value, date):
+        day = value + timedelta(days=1) if end else value
+        return datetime.combine(day, time()).astimezone().astimezone(UTC)
+    raise InvalidInput(f"invalid date {value!r}: use 2026-12-01 or 2026-12-01T08:00:00+09:00")
+
+
+_PARSERS: dict[str, Any] = {
+    "data_below": _thresholds,
+    "expires_within": lambda v: parsing.duration(_text(v, 'a duration, like "1d"')),
+    "plan": lambda v: _text(v, "a plan id"),
+    "min_data": _size,
+    "min_days": _positive_int,
+    "currency": lambda v: parsing.currency(_text(v, 'a currency code, like "USD"')),
+    "max_price": lambda v: parsing.money(_text(v, 'an amount, like "15 USD"')),
+    "max_per_day": _positive_int,
+    "monthly_budget": _budget,
+    "trip_start": lambda v: _moment(v, end=False),
+    "trip_end": lambda v: _moment(v, end=True),
+    "enabled": _bool,
+}
