@@ -33,13 +33,10 @@ state; ``use_data`` consumes data (usage settles with a later ``lastUpdateTime``
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import hmac
 import itertools
-import socket
-import threading
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -319,22 +316,6 @@ class FakeEsimAccess(FakeApi):
         )
 
     # -- server plumbing ---------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Like the base, without waiting out ``serve_forever``'s half-second poll: a
-        connection wakes the loop once shutdown is asked (keeps the tests fast)."""
-        server = self._server
-        if server is None:
-            return
-        waiter = threading.Thread(target=server.shutdown, daemon=True)
-        waiter.start()
-        host, port = server.server_address[:2]
-        while waiter.is_alive():
-            with contextlib.suppress(OSError):
-                socket.create_connection((str(host), int(port)), timeout=0.1).close()
-            waiter.join(0.02)
-        server.server_close()
-        self._server = None
 
     def _handle(self, h: Any) -> None:
         path = urlsplit(h.path).path

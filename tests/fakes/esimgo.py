@@ -38,15 +38,11 @@ request: ``drop_transaction_next()``, ``fail_transaction_next(status)``,
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from .base import FakeApi, Reply, Request, _Fault
@@ -427,43 +423,6 @@ class FakeEsimGo(FakeApi):
             {"message": "Rate limit exceeded"},
             {"Retry-After": f"{max(1, round(retry_after))}", **self._ratelimit_headers(0)},
         )
-
-    def start(self) -> FakeEsimGo:
-        super().start()
-        assert self._server is not None
-        # socketserver listens with a backlog of 5: a client opening 8 connections at once
-        # has the rest of its SYNs dropped and retried a second later. Real servers queue.
-        self._server.socket.listen(128)
-        return self
-
-    def __enter__(self) -> FakeEsimGo:
-        return self.start()
-
-    def stop(self) -> None:
-        # serve_forever looks at its stop flag every 0.5 s; a connection wakes it at once,
-        # which takes half a second off every test that uses this fake.
-        server = self._server
-        if server is None:
-            return
-        done = threading.Event()
-
-        def poke() -> None:
-            while not done.wait(0.02):
-                with contextlib.suppress(OSError):
-                    socket.create_connection(server.server_address[:2], timeout=0.2).close()
-
-        threading.Thread(target=poke, daemon=True).start()
-        try:
-            super().stop()
-        finally:
-            done.set()
-
-    def _send(self, h: BaseHTTPRequestHandler, reply: Reply, cut_at: int | None = None) -> None:
-        # Headers and body leave in separate writes: without TCP_NODELAY each answer waits
-        # for a delayed ACK (~40 ms), which makes a 1000-eSIM benchmark measure the kernel.
-        with contextlib.suppress(OSError):
-            h.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super()._send(h, reply, cut_at)
 
     def not_found(self, req: Request) -> Reply:
         return Reply(404, {"message": "Not Found"})

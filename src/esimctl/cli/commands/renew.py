@@ -67,6 +67,24 @@ def check_price(plan: Plan, cap: Money | None) -> None:
         raise LimitRefused(f"refused: {plan.name!r} costs {plan.price}, above --max-price {cap}")
 
 
+def dry_run_order(
+    env: Env, provider: Provider, esim: Esim, plan: Plan, *, order_id: str = "dry-run"
+) -> Order:
+    """The order a dry run reports: what would be bought, with state ``dry_run``."""
+    return Order(
+        id=order_id,
+        account=provider.account,
+        provider=provider.id,
+        iccid=esim.iccid,
+        plan_id=plan.id,
+        plan=plan.name,
+        price=plan.price,
+        created_at=env.now(),
+        state=OrderState.DRY_RUN,
+        source="local",
+    )
+
+
 def describe(esim: Esim) -> str:
     return f"{esim.label} ({esim.iccid})" if esim.label else esim.iccid
 
@@ -110,18 +128,7 @@ async def _renew(
         plan = pick_plan(plans, opts.plan or "")
         check_price(plan, cap)
         if opts.dry_run:
-            order = Order(
-                id="dry-run",
-                account=provider.account,
-                provider=provider.id,
-                iccid=esim.iccid,
-                plan_id=plan.id,
-                plan=plan.name,
-                price=plan.price,
-                created_at=env.now(),
-                state=OrderState.DRY_RUN,
-                source="local",
-            )
+            order = dry_run_order(env, provider, esim, plan)
             return Result(
                 command="renew",
                 data={"order": order_json(order), "applied": False},

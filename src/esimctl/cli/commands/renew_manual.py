@@ -18,7 +18,7 @@ from typing import TypeVar
 from esimctl import parsing, purchase
 from esimctl.env import Env
 from esimctl.errors import Aborted, InvalidInput
-from esimctl.models import Esim, Money, Order, OrderState, Plan
+from esimctl.models import Esim, Money, OrderState, Plan
 from esimctl.output import human
 from esimctl.providers.base import Provider
 from esimctl.providers.manual import ManualProvider, topup_detail
@@ -26,7 +26,7 @@ from esimctl.serialize import order_json
 
 from .common import Result, confirm
 from .esim import data_size, days, name_of, plan_name, price
-from .renew import RenewOptions, check_price, describe, pick_plan
+from .renew import RenewOptions, check_price, describe, dry_run_order, pick_plan
 
 T = TypeVar("T")
 
@@ -197,17 +197,9 @@ def run_manual_renew(opts: RenewOptions, env: Env, provider: Provider, esim: Esi
     if bought.number is not None:
         _check_duplicate(env, opts, esim, bought.number)
     if opts.dry_run:
-        order = Order(
-            id=bought.number or "dry-run",
-            account=provider.account,
-            provider=provider.id,
-            iccid=esim.iccid,
+        order = replace(
+            dry_run_order(env, provider, esim, plan, order_id=bought.number or "dry-run"),
             plan_id=bought.plan_id,
-            plan=plan.name,
-            price=plan.price,
-            created_at=env.now(),
-            state=OrderState.DRY_RUN,
-            source="local",
         )
         return Result(
             command="renew",
