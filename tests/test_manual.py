@@ -1,6 +1,6 @@
 """Sellers without an API (``--provider manual``), through the CLI.
 
-Time is the test clock ``ESIMCTL_NOW``: each call says when it happens, so "pending for over
+Time is the test clock ``ESIMCTL_TEST_NOW``: each call says when it happens, so "pending for over
 30 minutes" is tested without waiting. TZ is UTC (conftest), so a date alone is a UTC day.
 """
 
@@ -21,7 +21,7 @@ ICCID2 = "8981100022223333555"
 
 def at(minutes: float = 0) -> dict[str, str]:
     """The environment of a call made ``minutes`` after T0."""
-    return {"ESIMCTL_NOW": (T0 + timedelta(minutes=minutes)).isoformat()}
+    return {"ESIMCTL_TEST_NOW": (T0 + timedelta(minutes=minutes)).isoformat()}
 
 
 def iso(dt: datetime) -> str:

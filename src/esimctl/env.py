@@ -33,12 +33,12 @@ def env_flag(environ: Mapping[str, str], name: str) -> bool:
 
 
 def _clock_from(environ: Mapping[str, str]) -> Callable[[], datetime]:
-    """The real clock, or a fixed one set by ``ESIMCTL_NOW`` (an ISO 8601 time).
+    """The real clock, or a fixed one set by ``ESIMCTL_TEST_NOW`` (an ISO 8601 time).
 
     A test hook: each run of a test sees the moment it chooses, so "pending for over 30
     minutes" can be tested without waiting. A value that is not ISO 8601 is ignored.
     """
-    value = environ.get("ESIMCTL_NOW", "").strip()
+    value = environ.get("ESIMCTL_TEST_NOW", "").strip()
     if value:
         try:
             fixed = datetime.fromisoformat(value.replace("Z", "+00:00"))
