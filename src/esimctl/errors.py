@@ -150,6 +150,13 @@ class Unsupported(EsimctlError):
     code = "unsupported"
 
 
+class Interrupted(EsimctlError):
+    """Ctrl-C: reported where something was already done (a top-up bought, still pending)."""
+
+    exit_code = ExitCode.INTERRUPTED
+    code = "interrupted"
+
+
 class Aborted(EsimctlError):
     """The user answered no at a prompt."""
 

@@ -301,9 +301,13 @@ class Ledger:
         provider_order_id: str | None = None,
         applied_at: datetime | None = None,
         detail: dict[str, Any] | None = None,
+        price: Money | None = None,
     ) -> LedgerOrder:
         sets = ["updated_at = ?"]
         args: list[Any] = [iso(self.clock())]
+        if price is not None:
+            sets.append("amount = ?, currency = ?")
+            args.extend([str(price.amount), price.currency])
         if state is not None:
             sets.append("state = ?")
             args.append(state)

@@ -9,12 +9,13 @@ can say which process holds it.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import time
 from pathlib import Path
 from types import TracebackType
 
-from esimctl.errors import LockHeld
+from esimctl.errors import InvalidInput, LockHeld
 
 
 def _holder(fd: int) -> str:
@@ -29,6 +30,8 @@ class RenewLock:
     """``with RenewLock(paths.lock_file, wait=0):`` around everything that may buy."""
 
     def __init__(self, path: Path, *, wait: float = 0.0) -> None:
+        if not math.isfinite(wait) or wait < 0:
+            raise InvalidInput(f"invalid --wait {wait!r}: use a number of seconds, 0 or more")
         self.path = path
         self.wait = wait
         self.fd: int | None = None

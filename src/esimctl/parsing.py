@@ -98,13 +98,10 @@ def duration(value: str) -> timedelta:
         raise InvalidInput(f"invalid duration {value!r}: use a number and m, h, d or w, like 2d")
     n = float(m.group(1))
     unit = m.group(2).lower()
-    if unit in ("m", "min"):
-        return timedelta(minutes=n)
-    if unit == "h":
-        return timedelta(hours=n)
-    if unit == "d":
-        return timedelta(days=n)
-    return timedelta(weeks=n)
+    minutes = {"m": 1, "min": 1, "h": 60, "d": 1440, "w": 10080}[unit]
+    if n * minutes > 100 * 365 * 1440:
+        raise InvalidInput(f"invalid duration {value!r}: more than a hundred years")
+    return timedelta(minutes=n * minutes)
 
 
 def percent(value: str) -> float:
@@ -120,7 +117,10 @@ def when(value: str, *, now: datetime | None = None) -> datetime:
     """Parse a date (``2026-12-01``), an ISO 8601 time, or an age (``3d`` ago)."""
     v = value.strip()
     if _DURATION.match(v):
-        return (now or datetime.now(UTC)) - duration(v)
+        try:
+            return (now or datetime.now(UTC)) - duration(v)
+        except OverflowError as exc:
+            raise InvalidInput(f"invalid date {value!r}: too far back") from exc
     try:
         if len(v) == 10:
             d = date.fromisoformat(v)

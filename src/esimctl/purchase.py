@@ -28,11 +28,18 @@ import signal
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from esimctl.env import Env
-from esimctl.errors import AuthRejected, EsimctlError, OutcomeUnknown, TemporaryFailure
+from esimctl.errors import (
+    AuthRejected,
+    EsimctlError,
+    LimitRefused,
+    OutcomeUnknown,
+    TemporaryFailure,
+)
 from esimctl.ledger import INTENT, LedgerOrder
-from esimctl.models import Esim, Order, OrderState, Plan
+from esimctl.models import Esim, Money, Order, OrderState, Plan
 from esimctl.providers.base import Capability, Provider
 from esimctl.serialize import esim_from_cache, esim_to_cache
 
@@ -57,6 +64,63 @@ def committed(
     return env.ledger.orders(account=account, iccid=iccid, states=COMMITTED, since=since)
 
 
+def month_start(now: datetime) -> datetime:
+    """The first moment of this calendar month, in the machine's local time."""
+    local = now.astimezone()
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def spent(
+    env: Env,
+    currency: str,
+    *,
+    since: datetime,
+    account: str | None = None,
+    iccid: str | None = None,
+) -> Decimal:
+    """What the ledger's committed orders since ``since`` cost in ``currency``."""
+    rows = committed(env, since=since, account=account, iccid=iccid)
+    return sum(
+        (r.price.amount for r in rows if r.price and r.price.currency == currency), Decimal(0)
+    )
+
+
+def check_month_budget(
+    env: Env, budgets: tuple[Money, ...], price: Money | None, what: str
+) -> None:
+    """``[renewal] monthly_budget`` caps every purchase, manual ones too: exit 5 beyond it."""
+    if not budgets:
+        return
+    if price is None:
+        raise LimitRefused(f"refused: the price of {what} is unknown and a monthly_budget is set")
+    budget = next((b for b in budgets if b.currency == price.currency), None)
+    if budget is None:
+        raise LimitRefused(
+            f"refused: {what} costs {price}; the monthly_budget of [renewal] has no amount "
+            f"in {price.currency}"
+        )
+    so_far = spent(env, price.currency, since=month_start(env.now()))
+    if so_far + price.amount > budget.amount:
+        raise LimitRefused(
+            f"refused: {what} costs {price}, beyond the monthly_budget of [renewal] ({budget}): "
+            f"{Money(so_far, price.currency)} spent this month"
+        )
+
+
+def unreported_found(env: Env, account: str, iccid: str, plan_id: str) -> LedgerOrder | None:
+    """An order of this eSIM and plan that reconciliation found at the provider after its
+    answer was lost, and that no renew has shown the user yet: a retry of the same intent."""
+    for row in env.ledger.orders(
+        account=account,
+        iccid=iccid,
+        states=(OrderState.PENDING.value, OrderState.COMPLETED.value),
+    ):
+        found = str(row.detail.get("reconciled", "")).startswith("found")
+        if row.plan_id == plan_id and found and not row.detail.get("reported"):
+            return row
+    return None
+
+
 def new_reference() -> str:
     return "esimctl-" + uuid.uuid4().hex[:20]
 
@@ -79,7 +143,7 @@ async def reconcile(env: Env, provider: Provider) -> list[LedgerOrder]:
                     detail={"reconciled": "found at the provider by reference"},
                 )
             )
-        elif env.now() - row.created_at >= getattr(provider, "order_lookup_lag", timedelta(0)):
+        elif env.now() - row.created_at >= provider.order_lookup_lag:
             changed.append(
                 env.ledger.update_order(
                     row.id,
@@ -145,8 +209,9 @@ async def buy(
         )
         raise
     checkpoint(env, "after_answer")
+    # What the provider says it charged wins over the listed price (budgets count it).
     row = env.ledger.update_order(
-        row.id, state=OrderState.PENDING.value, provider_order_id=order.id
+        row.id, state=OrderState.PENDING.value, provider_order_id=order.id, price=order.price
     )
     checkpoint(env, "after_record")
     return row

@@ -97,6 +97,7 @@ def root(
 
 
 def _done(env: Env, code: int) -> None:
+    context.current().finished = True
     if code:
         raise typer.Exit(code)
 
@@ -190,6 +191,10 @@ def renew(
     order_number: Annotated[
         str | None, typer.Option("--order", help="Manual sellers: the seller's order number.")
     ] = None,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="Buy even if the same top-up is still pending on it."),
+    ] = False,
     account: AccountOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     json_: JsonOpt = False,
@@ -219,6 +224,7 @@ def renew(
         days=days,
         price=price,
         order_number=order_number,
+        again=again,
     )
     _done(env, finish(env, run_renew(opts, env), json=json_))
 
@@ -373,7 +379,13 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=args, prog_name="esimctl", standalone_mode=False)
-        return int(rv) if isinstance(rv, int) else 0
+        code = int(rv) if isinstance(rv, int) else 0
+        if code == ExitCode.INTERRUPTED and not context.current().finished:
+            # Typer turns Ctrl-C into a silent 130: say it, in the envelope too.
+            from esimctl.errors import Interrupted
+
+            return _report(env, Interrupted("interrupted: nothing more was done"))
+        return code
     except typer.Exit as exc:
         return int(exc.exit_code)
     except NoArgsIsHelpError as exc:
@@ -395,17 +407,18 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
         env.stderr.flush()
         return ExitCode.USAGE if exc.exit_code == 2 else int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        env.stderr.write("\ninterrupted\n")
-        return int(ExitCode.INTERRUPTED)
+        from esimctl.errors import Interrupted
+
+        return _report(env, Interrupted("interrupted: nothing more was done"))
     except BrokenPipeError:
         return 0
     except Exception as exc:
         if env.debug:
             raise
-        env.stderr.write(
-            f"error: unexpected {type(exc).__name__}; run again with --debug for details\n"
+        return _report(
+            env,
+            EsimctlError(f"unexpected {type(exc).__name__}; run again with --debug for details"),
         )
-        return int(ExitCode.FAILURE)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ class Invocation:
     env: Env
     command: str | None = None
     json: bool = False
+    #: Set once the command wrote its result: an exit code after that is its own.
+    finished: bool = False
 
 
 _current: Invocation | None = None

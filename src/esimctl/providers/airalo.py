@@ -402,6 +402,9 @@ class AiraloProvider(Provider):
     usage_ttl: ClassVar[timedelta] = timedelta(minutes=20)
     #: Airalo recommends a full catalogue sync hourly.
     catalogue_ttl: ClassVar[timedelta] = timedelta(hours=1)
+    #: A purchase sent may land up to the longest request timeout (600 s) later; an order
+    #: not found before that is "not yet", not "not made".
+    order_lookup_lag: ClassVar[timedelta] = timedelta(minutes=11)
 
     # Documented limits (requests, per seconds). Benchmarks against a local fake may patch
     # these on the class; against Airalo they are the contract.

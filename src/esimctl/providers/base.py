@@ -106,6 +106,10 @@ class Provider:
     catalogue_ttl: ClassVar[timedelta] = timedelta(hours=6)
     #: Where a person renews by hand / signs up (shown in hints), if anywhere.
     homepage: ClassVar[str | None] = None
+    #: How long an order sent may take to appear in the provider's order lookup. Until an
+    #: unresolved intent is this old, "not found" means "not yet", never "not made".
+    #: HTTP providers set it to at least their longest request timeout.
+    order_lookup_lag: ClassVar[timedelta] = timedelta(0)
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx

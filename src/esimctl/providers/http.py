@@ -274,13 +274,10 @@ class ApiClient:
                     wait = err.retry_after
                     if self.throttle is not None:
                         self.throttle.pause(wait if wait is not None else 1.0)
-                    if wait is not None and wait > MAX_RETRY_WAIT:
-                        raise self._err(err)
-                elif not (isinstance(err, TemporaryFailure) and idempotent):
-                    raise self._err(err)
                 if not idempotent:
-                    if not isinstance(err, RateLimited):
-                        # A 5xx to a purchase may still have been committed.
+                    if isinstance(err, TemporaryFailure) and not isinstance(err, RateLimited):
+                        # A 5xx (or a "try later") to a purchase may still have been
+                        # committed: never "failed", always looked up before buying again.
                         raise self._err(
                             OutcomeUnknown(
                                 f"{self.provider} answered the purchase with HTTP "
@@ -288,6 +285,11 @@ class ApiClient:
                                 "anything is bought again"
                             )
                         )
+                    raise self._err(err)  # a 429 or a refusal: nothing was bought
+                if isinstance(err, RateLimited):
+                    if err.retry_after is not None and err.retry_after > MAX_RETRY_WAIT:
+                        raise self._err(err)
+                elif not isinstance(err, TemporaryFailure):
                     raise self._err(err)
                 last = err
                 if attempt + 1 < attempts:

@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
-from esimctl import parsing, purchase
+from esimctl import parsing, purchase, rules
 from esimctl.env import Env
-from esimctl.errors import EsimctlError, InvalidInput, LimitRefused
+from esimctl.errors import EsimctlError, Interrupted, InvalidInput, LimitRefused
 from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
 from esimctl.models import Esim, Money, Order, OrderState, Plan
@@ -38,6 +38,7 @@ class RenewOptions:
     days: int | None = None
     price: str | None = None
     order_number: str | None = None
+    again: bool = False
 
 
 def pick_plan(plans: list[Plan], wanted: str) -> Plan:
@@ -137,32 +138,64 @@ async def _renew(
                     f"on {describe(esim)}; nothing bought"
                 ],
             )
+        purchase.check_month_budget(
+            env,
+            rules.load(env.config).monthly_budget,
+            plan.price,
+            f"{plan.name} for {describe(esim)}",
+        )
         confirm(
             env, f"Buy {plan.name} for {human.money(plan.price)} on {describe(esim)}?", yes=opts.yes
         )
         with RenewLock(env.paths.lock_file, wait=opts.wait):
-            resolved = await purchase.reconcile(env, provider)
+            await purchase.reconcile(env, provider)
             # A retry after "outcome unknown" is the same intent: if the earlier request
-            # went through after all, report that order instead of buying a second one.
-            earlier = next(
-                (
-                    r
-                    for r in resolved
-                    if r.iccid == esim.iccid
-                    and r.plan_id == plan.id
-                    and r.state == OrderState.PENDING.value
-                ),
-                None,
-            )
+            # went through after all (found now, or by another run since), report that
+            # order instead of buying a second one.
+            earlier = purchase.unreported_found(env, provider.account, esim.iccid, plan.id)
             if earlier is None:
+                refuse_duplicate(env, esim, plan, again=opts.again)
                 before = await provider.get_esim(esim.iccid)
                 row = await purchase.buy(env, provider, before, plan)
             else:
                 row = earlier
+            row = env.ledger.update_order(row.id, detail={"reported": True})
             env.ledger.cache_drop(provider.account)
+        # The order is in the ledger as pending: waiting needs no lock, and whatever
+        # stops the wait (Ctrl-C, an error) still reports what was bought.
+        problem: EsimctlError | None = None
+        try:
             applied = await _verify(env, provider, row, timeout)
-            row = env.ledger.order(row.id)
-    return renew_result(env, row, applied, esim, earlier=earlier is not None)
+        except KeyboardInterrupt:
+            applied = False
+            problem = Interrupted(
+                "interrupted while waiting: the top-up was bought and is pending; "
+                "'esimctl status' keeps checking it"
+            )
+        except EsimctlError as exc:
+            applied = False
+            problem = exc.for_account(provider.account, provider.id)
+        row = env.ledger.order(row.id)
+    result = renew_result(env, row, applied, esim, earlier=earlier is not None)
+    if problem is not None:
+        result.errors.append(problem)
+        result.exit_code = problem.exit_code
+    return result
+
+
+def refuse_duplicate(env: Env, esim: Esim, plan: Plan, *, again: bool) -> None:
+    """The same top-up still pending on the same eSIM is most likely the same intent."""
+    if again:
+        return
+    for row in env.ledger.orders(
+        account=esim.account, iccid=esim.iccid, states=(OrderState.PENDING.value,)
+    ):
+        if row.plan_id == plan.id:
+            raise LimitRefused(
+                f"refused: {plan.name} bought {human.ago(row.created_at, env.now())} on "
+                f"{describe(esim)} is still pending (order {row.to_order().id}); wait for it "
+                "('esimctl status'), or pass --again to buy another"
+            )
 
 
 async def _verify(env: Env, provider: Provider, row: LedgerOrder, timeout: timedelta) -> bool:

@@ -287,7 +287,9 @@ class AutoRun:
             except Aborted:
                 d.action, d.reason = "declined", "not confirmed at the prompt"
                 return
-            d.order = await purchase.buy(self.env, provider, e, plan, need=d.need)
+            # Fresh figures as "before": what the list gave may lack what is_applied compares.
+            before = await provider.get_esim(e.iccid)
+            d.order = await purchase.buy(self.env, provider, before, plan, need=d.need)
             self.env.ledger.cache_drop(provider.account)
             d.action = "bought"
         except LimitRefused as exc:
@@ -326,7 +328,7 @@ class AutoRun:
                 f"refused: {describe(e)} was renewed {len(day)} time(s) in the last 24 h; "
                 f"max_per_day of [{rule.name}] is {rule.max_per_day}"
             )
-        month = month_start(self.now)
+        month = purchase.month_start(self.now)
         budgets = (
             (self.rules.monthly_budget, None, "[renewal]"),
             (rule.monthly_budget, e, f"[{rule.name}]"),
@@ -348,14 +350,12 @@ class AutoRun:
                 )
 
     def _spent(self, since: datetime, currency: str, scope: Esim | None) -> Decimal:
-        rows = purchase.committed(
+        total = purchase.spent(
             self.env,
+            currency,
             since=since,
             account=scope.account if scope else None,
             iccid=scope.iccid if scope else None,
-        )
-        total = sum(
-            (r.price.amount for r in rows if r.price and r.price.currency == currency), Decimal(0)
         )
         for account, iccid, price in self.planned:
             in_scope = scope is None or (scope.account, scope.iccid) == (account, iccid)
@@ -517,12 +517,6 @@ class AutoRun:
         elif not lines and not self.errors:
             lines.append(f"nothing to renew ({len(self.decisions)} eSIM(s) checked)")
         return lines
-
-
-def month_start(now: datetime) -> datetime:
-    """The first moment of this calendar month, in the machine's local time."""
-    local = now.astimezone()
-    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def choose_plan(rule: Rule, plans: list[Plan], e: Esim, cap: Money | None) -> Plan:
