@@ -211,3 +211,13 @@ def test_history_filters_limit_and_jsonl(cli):
 
     assert all(json.loads(ln)["schema_version"] == 1 for ln in lines)
     assert cli("--demo", "history", "--since", "last week").exit_code == 2
+
+
+def test_history_table_on_a_terminal_has_totals(cli):
+    cli("--demo", "renew", "Tokyo", "--plan", "jp-1gb-3d", "--yes")
+    r = cli("--demo", "history", tty=True, env={"NO_COLOR": "1"})
+    assert r.exit_code == 0, r
+    assert "DATE" in r.stdout and "PLAN" in r.stdout and "STATE" in r.stdout
+    assert "Japan 1 GB · 3 days" in r.stdout and "completed" in r.stdout
+    total = next(ln for ln in r.stdout.splitlines() if ln.startswith("total:"))
+    assert "13.50 USD" in total and "359.00 CNY" in total
