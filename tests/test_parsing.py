@@ -16,7 +16,7 @@ from esimctl.output import human
         ("1.5GB", int(1.5 * 1024**3)),
         ("3 gb", 3 * 1024**3),
         ("2GiB", 2 * 1024**3),
-        ("100", 100),
+        ("100B", 100),
         ("10KB", 10 * 1024),
     ],
 )
@@ -29,7 +29,7 @@ def test_size_decimal_base_for_esimgo() -> None:
     assert parsing.size("1GiB", base=1000) == 1024**3
 
 
-@pytest.mark.parametrize("bad", ["", "GB", "1.2.3GB", "-1GB", "5 parsecs", "1e3MB"])
+@pytest.mark.parametrize("bad", ["", "GB", "1.2.3GB", "-1GB", "5 parsecs", "1e3MB", "3", "500"])
 def test_size_rejects(bad: str) -> None:
     with pytest.raises(InvalidInput, match="invalid size"):
         parsing.size(bad)

@@ -342,12 +342,13 @@ def test_default_rule_covers_every_esim_and_enabled_false_opts_out(cli, rules, p
     assert [p["iccid"] for p in purchases(profile)] == [TOKYO]
 
 
-def test_a_table_naming_no_esim_is_noted(cli, rules, profile):
+def test_a_table_naming_no_esim_is_a_config_error(cli, rules, profile):
+    # A typo in a label must not silently switch a renewal off (the cron line is quiet).
     rules(TOKYO_RULE + '\n[renewal.esims.Lisbon]\ndata_below = "1GB"\nplan = "x"\n')
     r = cli(*AUTO, "--yes")
-    assert r.exit_code == 0, r
-    assert "[renewal.esims.Lisbon] names no eSIM" in r.stderr
-    assert len(purchases(profile)) == 1
+    assert r.exit_code == 2, r
+    assert "[renewal.esims.Lisbon]" in r.stderr and "no eSIM named 'Lisbon'" in r.stderr
+    assert purchases(profile) == []
 
 
 # -- pending, then applied -----------------------------------------------------------------------

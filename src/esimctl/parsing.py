@@ -15,10 +15,10 @@ from esimctl.models import Money
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ICCID = re.compile(r"^\d{18,22}$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*$", re.IGNORECASE)
 _MONEY = re.compile(r"^\s*(\d+(?:\.\d{1,4})?)\s*([A-Za-z]{3})\s*$")
 _MONEY_PREFIX = re.compile(r"^\s*([A-Za-z]{3})\s*(\d+(?:\.\d{1,4})?)\s*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 _UNITS = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}
@@ -40,16 +40,22 @@ def iccid(value: str) -> str:
 
 
 def size(value: str, *, base: int = 1024) -> int:
-    """Parse ``500MB``, ``1.5GB``, ``2 GiB`` into bytes.
+    """Parse ``500MB``, ``1.5GB``, ``2 GiB`` into bytes; a unit is required (``0`` aside).
 
     ``GB``/``MB`` follow ``base`` (1024 by default, as Airalo and eSIM Access count);
     the ``iB`` forms are always binary.
     """
+    if value.strip() == "0":
+        return 0  # the one size that needs no unit
     m = _SIZE.match(value)
     if not m:
+        if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", value):
+            raise InvalidInput(f"invalid size {value!r}: give a unit, like 1.2GB or 500MB")
         raise InvalidInput(f"invalid size {value!r}: use a number and a unit, like 500MB or 1.5GB")
     number = Decimal(m.group(1))
-    unit = (m.group(2) or "B").upper()
+    unit = m.group(2).upper()
+    if number > 10**6 and unit[0] in "GT":
+        raise InvalidInput(f"invalid size {value!r}: more than any eSIM holds")
     step = 1024 if "I" in unit else base
     return int(number * (step ** _UNITS[unit[0]]))
 
@@ -92,13 +98,13 @@ def decimal_amount(value: str) -> Decimal:
 
 
 def duration(value: str) -> timedelta:
-    """Parse ``2d``, ``36h``, ``90m``, ``1w``."""
+    """Parse ``2d``, ``36h``, ``90m``, ``30s``, ``1w``."""
     m = _DURATION.match(value)
     if not m:
-        raise InvalidInput(f"invalid duration {value!r}: use a number and m, h, d or w, like 2d")
+        raise InvalidInput(f"invalid duration {value!r}: use a number and s, m, h, d or w, like 2d")
     n = float(m.group(1))
     unit = m.group(2).lower()
-    minutes = {"m": 1, "min": 1, "h": 60, "d": 1440, "w": 10080}[unit]
+    minutes = {"s": 1 / 60, "m": 1, "min": 1, "h": 60, "d": 1440, "w": 10080}[unit]
     if n * minutes > 100 * 365 * 1440:
         raise InvalidInput(f"invalid duration {value!r}: more than a hundred years")
     return timedelta(minutes=n * minutes)

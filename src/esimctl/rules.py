@@ -179,8 +179,14 @@ class RenewalRules:
     def empty(self) -> bool:
         return not self.default.complete and not any(r.complete for r in self.esims)
 
-    def assign(self, esims: Sequence[Esim]) -> tuple[dict[tuple[str, str], Rule], list[str]]:
-        """The rule of each eSIM (by ``(account, iccid)``), and notes on tables naming none."""
+    def assign(
+        self, esims: Sequence[Esim], *, complete: bool = False
+    ) -> tuple[dict[tuple[str, str], Rule], list[str]]:
+        """The rule of each eSIM (by ``(account, iccid)``), and notes on tables naming none.
+
+        With ``complete`` (every account answered), a table naming no eSIM is a config
+        error: a typo in a label must not silently switch a renewal off.
+        """
         from esimctl.service import match_esim
 
         own: dict[tuple[str, str], Rule] = {}
@@ -190,7 +196,7 @@ class RenewalRules:
             try:
                 e = match_esim(rule.target, esims)
             except InvalidInput as exc:
-                if "ambiguous" in exc.message:
+                if "ambiguous" in exc.message or complete:
                     raise ConfigError(f"{self.path}: [{rule.name}]: {exc.message}") from None
                 notes.append(f"[{rule.name}] names no eSIM that answered: {exc.message}")
                 continue

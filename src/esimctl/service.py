@@ -26,16 +26,7 @@ def open_provider(env: Env, account: AccountConfig) -> Provider:
     secrets = env.credentials.resolve(account.name, account.provider, cls.secret_fields, store)
     token_cache = SecretCache()
     if cls.secret_fields:
-        target = env.credentials.store_for(store)
-        key = f"{account.name}#token"
-
-        def load() -> dict[str, str] | None:
-            return target.get(key)
-
-        def save(value: dict[str, str]) -> None:
-            target.set(key, value)
-
-        token_cache = SecretCache(load, save)
+        token_cache = token_cache_for(env, account.name, store)
     state_dir = env.paths.ensure(env.paths.state_dir / "accounts" / account.name)
     ctx = ProviderContext(
         account=account,
@@ -46,6 +37,37 @@ def open_provider(env: Env, account: AccountConfig) -> Provider:
         token_cache=token_cache,
     )
     return cls(ctx)
+
+
+def token_cache_for(env: Env, account: str, store: str) -> SecretCache:
+    """Where an account's access token lives between runs: its credential store, or, when
+    that cannot keep it (no keyring under cron, the null backend), a 0600 file in the
+    state dir. Without either, every run would spend a token call of a rate-limited
+    endpoint (Airalo allows 3 a minute)."""
+    from esimctl.credentials import FileStore
+
+    target = env.credentials.store_for(store)
+    fallback = FileStore(env.paths.state_dir / "tokens")
+    key = f"{account}#token"
+
+    def load() -> dict[str, str] | None:
+        try:
+            kept = target.get(key)
+        except Exception:  # an unreadable store only costs a new token
+            kept = None
+        return kept or fallback.get(key)
+
+    def save(value: dict[str, str]) -> None:
+        try:
+            target.set(key, value)
+            if target.get(key) == value:
+                fallback.delete(key)
+                return
+        except Exception:  # fall back to the file below
+            pass
+        fallback.set(key, value)
+
+    return SecretCache(load, save)
 
 
 @dataclass

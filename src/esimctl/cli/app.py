@@ -32,6 +32,7 @@ One table for every travel eSIM you hold: data left, expiry, top-ups, renewals.
 
 Examples:
 
+\b
   esimctl --demo status                  try it without an account
   esimctl account add trip --provider airalo
   esimctl status                         every eSIM, every account
@@ -39,6 +40,7 @@ Examples:
   esimctl renew Tokyo --plan jp-3gb-7d   buy one, confirm it was applied
   esimctl history --since 30d
 
+\b
 Exit codes: 0 ok, 1 failure, 2 bad input, 3 partial, 4 credentials, 5 refused by a
 limit, 8 attention (status --check), 75 retry later, 130 interrupted.
 """
@@ -117,7 +119,7 @@ def status(
 ) -> None:
     """Every eSIM of every account: data left, expiry, state, what needs attention.
 
-    Examples: esimctl status · esimctl status Tokyo --refresh · esimctl status --check -q
+    Examples: esimctl status · esimctl status Tokyo --refresh · esimctl -q status --check
     """
     from esimctl.cli.commands.common import finish
     from esimctl.cli.commands.status import StatusOptions, run_status
@@ -268,8 +270,9 @@ def account_add(
         bool, typer.Option("--secrets-stdin", help="Read FIELD=value lines from stdin.")
     ] = False,
     store: Annotated[
-        str, typer.Option("--store", help="keyring (default) or file (0600, for servers).")
-    ] = "keyring",
+        str | None,
+        typer.Option("--store", help="keyring (default) or file (0600, for servers)."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Provider option KEY=VALUE (repeatable)."),
@@ -357,8 +360,10 @@ def _report(env: Env, exc: EsimctlError) -> int:
         from esimctl.output.emit import write_json
 
         write_json(env, inv.command, None, [exc], exc.exit_code)
+    from esimctl.cli.commands.common import one_line
+
     where = f"{exc.account}: " if exc.account and exc.account not in exc.message else ""
-    env.stderr.write(f"error: {where}{exc.message}\n")
+    env.stderr.write(f"error: {where}{one_line(exc.message)}\n")
     if exc.hint:
         env.stderr.write(f"hint: {exc.hint}\n")
     env.stderr.flush()
@@ -412,6 +417,10 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
         return _report(env, Interrupted("interrupted: nothing more was done"))
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # A file esimctl could not read or write (permissions, a full disk): say which.
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _report(env, EsimctlError(f"{exc.strerror or type(exc).__name__}{where}"))
     except Exception as exc:
         if env.debug:
             raise
@@ -424,7 +433,8 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
 def main() -> None:
     code = run()
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # `esimctl status >&-`
+            sys.stdout.flush()
     except BrokenPipeError:
         # `esimctl status | head -1`: the reader left; say nothing more.
         import os

@@ -110,7 +110,7 @@ def reading(
     """Record what the seller's app shows: data left (and the end date); it settles top-ups.
 
     Examples: esimctl esim reading Tokyo 1.2GB · esimctl esim reading Tokyo 4.1GB --until
-    2026-12-11 --at 09:30
+    2026-12-11 --at 2026-12-04T09:30
     """
     from esimctl.cli.commands.esim import ReadingOptions, run_reading
 

@@ -92,7 +92,8 @@ def _escape(text: str) -> str:
 def write_table(env: Env, table: Table, *, empty: str = "nothing to show") -> None:
     if env.stdout_tty:
         if not table.rows:
-            env.err.print(empty)
+            if empty:
+                env.err.print(empty)
             return
         keep = [
             i

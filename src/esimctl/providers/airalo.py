@@ -625,7 +625,7 @@ class AiraloProvider(Provider):
         b = _dict(body)
         path = resp.request.url.path
         acc = self.account
-        fix = f"run 'esimctl account add {acc} --provider airalo' to store new ones"
+        fix = f"run 'esimctl account add {acc} --provider airalo --replace' to store new ones"
         # Business failures: {"code": n, "reason": "..."} (some documented with status 200).
         if "code" in b and "reason" in b and "data" not in b:
             return self._business(to_int(b.get("code")), str(b.get("reason") or ""))

@@ -668,7 +668,8 @@ class CelitechProvider(Provider):
     def _rejected(self, why: str) -> AuthRejected:
         return AuthRejected(
             f"Celitech rejected the client credentials of account {self.account!r} ({why}); "
-            f"run 'esimctl account add {self.account} --provider celitech' to store new ones",
+            f"run 'esimctl account add {self.account} --provider celitech --replace' "
+            "to store new ones",
             account=self.account,
             provider=self.id,
         )

@@ -229,8 +229,8 @@ class DemoProvider(Provider):
             sim = next(s for s in state["esims"] if s["iccid"] == order["iccid"])
             alive = self._esim(sim, apply_at).state in (EsimState.ACTIVE, EsimState.NOT_ACTIVE)
             data, days = order["data"], order["days"]
-            if data is None:
-                sim["total"] = sim["remaining"] = None
+            if data is None or (sim["total"] is None and alive):
+                sim["total"] = sim["remaining"] = None  # unlimited stays unlimited
             elif sim["total"] is None or not alive:
                 sim["total"] = sim["remaining"] = data
             else:  # stacks: the old remaining data stays usable

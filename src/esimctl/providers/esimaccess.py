@@ -184,7 +184,7 @@ def map_error(code: str, message: str, *, account: str | None = None) -> Esimctl
     """An eSIM Access error code as an esimctl error (the exit code follows from the type)."""
     said = f" ({message})" if message else ""
     fix = (
-        f"run 'esimctl account add {account} --provider {PROVIDER_ID}' to store new ones"
+        f"run 'esimctl account add {account} --provider {PROVIDER_ID} --replace' to store new ones"
         if account
         else "check the AccessCode and SecretKey"
     )

@@ -194,7 +194,7 @@ class ApiClient:
             return AuthRejected(
                 f"{self.provider} rejected the credentials of account {self.account!r} "
                 f"(HTTP {resp.status_code}); run 'esimctl account add {self.account} "
-                f"--provider {self.provider}' to store new ones"
+                f"--provider {self.provider} --replace' to store new ones"
             )
         if resp.status_code == 404:
             return NotFound(f"{self.provider}: not found ({path})")

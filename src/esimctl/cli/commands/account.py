@@ -27,7 +27,7 @@ class AddOptions:
     provider: str
     base_url: str | None = None
     secrets_stdin: bool = False
-    store: str = "keyring"
+    store: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     replace: bool = False
 
@@ -44,18 +44,25 @@ def _read_stdin_secrets(env: Env, fields: tuple[str, ...]) -> dict[str, str]:
 def run_add(opts: AddOptions, env: Env) -> Result:
     name = parsing.account_name(opts.name)
     cls = registry.load(opts.provider)
-    if opts.store not in STORES:
-        raise InvalidInput(f"invalid --store {opts.store!r}: use keyring or file")
     config = env.config
-    if not opts.replace and name in {a.name for a in config.accounts()}:
+    existing = next((a for a in config.accounts() if a.name == name), None)
+    if existing is not None and not opts.replace:
         raise InvalidInput(
             f"account {name!r} exists already; pass --replace to store new settings and secrets"
         )
-    options = dict(opts.options)
+    # --replace changes what is given and keeps the rest (base_url, store, options).
+    kept = existing if existing is not None and existing.provider == opts.provider else None
+    options = dict(kept.options) if kept else {}
+    options.update(opts.options)
     cls.check_options(options)
-    if opts.store != "keyring":
-        options["credential_store"] = opts.store
-    acc = AccountConfig(name, opts.provider, opts.base_url, options)
+    store = opts.store or str(options.get("credential_store", "keyring"))
+    if store not in STORES:
+        raise InvalidInput(f"invalid --store {store!r}: use keyring or file")
+    options.pop("credential_store", None)
+    if store != "keyring":
+        options["credential_store"] = store
+    base_url = opts.base_url or (kept.base_url if kept else None)
+    acc = AccountConfig(name, opts.provider, base_url, options)
     config.set_account(acc)  # validates before anything is written
     fields = cls.secret_fields
     secrets: dict[str, str] = {}
@@ -74,8 +81,12 @@ def run_add(opts: AddOptions, env: Env) -> Result:
         missing = [f for f in fields if not secrets.get(f)]
         if missing:
             raise InvalidInput(f"missing {', '.join(missing)} for a {opts.provider} account")
+        target = env.credentials.store_for(store)
         try:
-            env.credentials.store_for(opts.store).set(name, secrets)
+            target.set(name, secrets)
+            # A keyring that accepts and forgets (the null backend) must not pass for one.
+            if target.get(name) != secrets:
+                raise KeyringUnavailable(f"{target.where(name)} did not keep them")
         except KeyringUnavailable as exc:
             raise CredentialsError(
                 f"cannot store secrets in the keyring ({exc}): use --store file, or set "
@@ -84,7 +95,7 @@ def run_add(opts: AddOptions, env: Env) -> Result:
                 provider=opts.provider,
             ) from None
     config.save()
-    where = env.credentials.store_for(opts.store).where(name) if fields else "no secrets needed"
+    where = env.credentials.store_for(store).where(name) if fields else "no secrets needed"
     return Result(
         command="account add",
         data={
@@ -169,6 +180,9 @@ def run_remove(name: str, env: Env, *, yes: bool) -> Result:
     for key in (name, f"{name}#token"):
         with contextlib.suppress(KeyringUnavailable):
             removed = store.delete(key) or removed
+    from esimctl.credentials import FileStore
+
+    FileStore(env.paths.state_dir / "tokens").delete(f"{name}#token")
     env.config.remove_account(name)
     env.config.save()
     env.ledger.cache_drop(name)

@@ -35,17 +35,22 @@ def finish(env: Env, result: Result, *, json: bool = False, jsonl: bool = False)
     elif jsonl:
         write_jsonl(env, result.records or [])
     elif result.table is not None:
-        write_table(env, result.table, empty=result.empty)
+        write_table(env, result.table, empty="" if result.errors else result.empty)
     elif not env.quiet:
         for line in result.lines:
             env.out.print(line, highlight=False)
     for err in result.errors:
-        where = f"{err.account}: " if err.account else ""
-        env.err.print(f"error: {where}{err.message}", markup=False, highlight=False)
+        where = f"{err.account}: " if err.account and err.account not in err.message else ""
+        env.stderr.write(f"error: {where}{one_line(err.message)}\n")
     if not env.quiet:
         for note in result.notes:
             env.err.print(note, markup=False, highlight=False)
     return int(result.exit_code)
+
+
+def one_line(text: str) -> str:
+    """Errors are one line: a provider's or library's multi-line text is folded."""
+    return " ".join(text.split())
 
 
 def confirm(env: Env, question: str, *, yes: bool, what: str = "buy") -> None:

@@ -43,10 +43,7 @@ _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
 def data_size(value: str, base: int) -> int:
     """``1.2GB``, ``500MB`` or ``0``: a unit is required, a bare ``1.2`` is surely not bytes."""
-    v = value.strip()
-    if v != "0" and not any(c.isalpha() for c in v):
-        raise InvalidInput(f"invalid size {value!r}: give a unit, like 1.2GB or 500MB")
-    return parsing.size(v, base=base)
+    return parsing.size(value, base=base)
 
 
 def price(value: str) -> Money:

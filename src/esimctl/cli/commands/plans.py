@@ -81,6 +81,8 @@ def run_plans(opts: PlansOptions, env: Env) -> Result:
     if bool(opts.esim) == bool(opts.country):
         raise InvalidInput("name an eSIM, or pass --country CC (one of the two)")
     min_data = parsing.size(opts.min_data) if opts.min_data else None
+    if opts.min_days is not None and opts.min_days < 0:
+        raise InvalidInput(f"invalid --min-days {opts.min_days}: use 0 or more")
     result: Fanout[list[Plan]]
     notes: list[str] = []
     if opts.esim:

@@ -176,7 +176,7 @@ class AutoRun:
             }.get(current.state, "unknown")
             self.earlier.append((event, current))
         esims = [e for lst in fetched.results.values() for e in lst]
-        assigned, notes = self.rules.assign(esims)
+        assigned, notes = self.rules.assign(esims, complete=not fetched.errors)
         self.notes.extend(notes)
         self.decisions = [self._decide(e, assigned[(e.account, e.iccid)]) for e in esims]
 

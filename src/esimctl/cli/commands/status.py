@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from esimctl.env import Env
-from esimctl.errors import ExitCode
+from esimctl.errors import ExitCode, InvalidInput
 from esimctl.ledger import INTENT
 from esimctl.models import Attention, Esim, EsimState, OrderState
 from esimctl.output import human
@@ -23,6 +23,11 @@ class StatusOptions:
     accounts: tuple[str, ...] = ()
     refresh: bool = False
     check: bool = False
+
+
+#: What ``--check`` reports (exit 8): what the user can still act on. An expired eSIM is
+#: shown as such but does not keep a cron check failing forever.
+CHECKED = frozenset({"low_data", "expiring_soon", "topup_pending", "topup_overdue", "depleted"})
 
 
 def pending_since(env: Env, esims: list[Esim]) -> dict[tuple[str, str], datetime]:
@@ -44,7 +49,12 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
     if opts.esims:
         wanted = []
         for name in opts.esims:
-            e = match_esim(name, esims)
+            try:
+                e = match_esim(name, esims)
+            except InvalidInput:
+                if fetched.errors:  # the eSIM may be on the account that failed
+                    raise fetched.errors[0] from None
+                raise
             if e not in wanted:
                 wanted.append(e)
         esims = wanted
@@ -65,7 +75,7 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
         for e in esims
     ]
     exit_code = fetched.exit_code
-    if opts.check and exit_code == ExitCode.OK and any(reasons for _, reasons in rows):
+    if opts.check and exit_code == ExitCode.OK and any(CHECKED & set(r) for _, r in rows):
         exit_code = ExitCode.ATTENTION
     records = [esim_json(e, reasons) for e, reasons in rows]
     result = Result(
