@@ -133,3 +133,17 @@ def test_demo_never_touches_the_real_profile(cli, home):
 def test_esimctl_demo_variable_is_the_same_as_the_flag(cli):
     assert cli("status", "--json", env={"ESIMCTL_DEMO": "1"}).json["data"]["esims"]
     assert cli("status", "--json", env={"ESIMCTL_DEMO": "0"}).json["data"]["esims"] == []
+
+
+def test_a_narrow_terminal_drops_columns_instead_of_cutting_words(cli):
+    r = cli("--demo", "status", tty=True, env={"NO_COLOR": "1", "COLUMNS": "80"})
+    assert r.exit_code == 0, r
+    lines = r.stdout.splitlines()
+    assert all(len(ln) <= 80 for ln in lines)
+    header = lines[0]
+    assert "ATTENTION" in header and "STATE" in header  # what needs doing stays
+    assert "PLAN" not in header  # the first to go
+    assert "✓ active" in r.stdout and "○ not active" in r.stdout and "✗ expired" in r.stdout
+    assert "expiring soon" in r.stdout
+    wide = cli("--demo", "status", tty=True, env={"NO_COLOR": "1", "COLUMNS": "200"})
+    assert "PLAN" in wide.stdout.splitlines()[0] and "AS OF" in wide.stdout

@@ -63,8 +63,11 @@ class Column:
     min_width: int | None = None
     #: Hidden on a terminal when every row has the same value (e.g. a single account).
     hide_if_uniform: bool = False
-    #: Dropped first when the terminal is too narrow for every column.
-    optional: bool = False
+    #: One line while the table fits, wrapped (down to ``min_width``) when it does not.
+    squeeze: bool = False
+    #: Dropped when the terminal is too narrow for every column: the highest number first;
+    #: 0 never (such columns keep their full width: no cut prices or ICCIDs).
+    optional: int = 0
 
 
 @dataclass
@@ -100,9 +103,14 @@ def write_table(env: Env, table: Table, *, empty: str = "nothing to show") -> No
             for i, c in enumerate(table.columns)
             if not (c.hide_if_uniform and len({row[i][1] for row in table.rows}) <= 1)
         ]
+        squeezed = False
+        for level in sorted({c.optional for c in table.columns if c.optional}, reverse=True):
+            if _needed_width(table, keep) <= env.out.width:
+                break
+            keep = [i for i in keep if table.columns[i].optional != level]
         if _needed_width(table, keep) > env.out.width:
-            keep = [i for i in keep if not table.columns[i].optional]
-        rt = _rich_table(table, keep)
+            squeezed = True
+        rt = _rich_table(table, keep, squeezed=squeezed)
         env.out.print(rt)
         for line in table.footer:
             env.out.print(line)
@@ -112,7 +120,7 @@ def write_table(env: Env, table: Table, *, empty: str = "nothing to show") -> No
         env.stdout.flush()
 
 
-def _rich_table(table: Table, keep: list[int]) -> Any:
+def _rich_table(table: Table, keep: list[int], *, squeezed: bool = False) -> Any:
     from rich import box
     from rich.table import Table as RichTable
 
@@ -126,13 +134,17 @@ def _rich_table(table: Table, keep: list[int]) -> Any:
     )
     for i in keep:
         c = table.columns[i]
+        no_wrap = c.no_wrap and not (c.squeeze and squeezed)
+        # A no-wrap column keeps its full width (Rich squeezes the wrapping ones instead):
+        # a price or an ICCID cut with an ellipsis is worse than a plan name on two lines.
+        full = _width(table, i) if no_wrap else c.min_width
         rt.add_column(
             c.header,
             justify=c.justify,  # type: ignore[arg-type]
             style=c.style,
-            no_wrap=c.no_wrap,
-            min_width=c.min_width,
-            overflow="ellipsis" if c.no_wrap else "fold",
+            no_wrap=no_wrap,
+            min_width=full,
+            overflow="ellipsis" if no_wrap else "fold",
         )
     for row in table.rows:
         rt.add_row(*(row[i][0] for i in keep))
@@ -141,14 +153,15 @@ def _rich_table(table: Table, keep: list[int]) -> Any:
 
 def _needed_width(table: Table, keep: list[int]) -> int:
     """Width the columns need without cutting a no-wrap cell (wrapping ones at their minimum)."""
-    from rich.text import Text
-
     total = 2 * (len(keep) - 1)
     for i in keep:
         c = table.columns[i]
-        if c.no_wrap:
-            cells = [Text.from_markup(row[i][0]).cell_len for row in table.rows]
-            total += max([len(c.header), *cells])
-        else:
-            total += max(c.min_width or 8, len(c.header))
+        total += _width(table, i) if c.no_wrap else max(c.min_width or 8, len(c.header))
     return total
+
+
+def _width(table: Table, i: int) -> int:
+    from rich.text import Text
+
+    cells = [Text.from_markup(row[i][0]).cell_len for row in table.rows]
+    return max([len(table.columns[i].header), *cells])

@@ -105,13 +105,13 @@ def run_history(opts: HistoryOptions, env: Env) -> Result:
     table = Table(
         [
             Column("DATE"),
-            Column("ACCOUNT"),
+            Column("ACCOUNT", hide_if_uniform=True, optional=3),
             Column("ICCID"),
-            Column("PLAN", no_wrap=False),
+            Column("PLAN", no_wrap=False, min_width=12),
             Column("PRICE", justify="right"),
             Column("STATE"),
-            Column("ORDER"),
-            Column("SOURCE"),
+            Column("ORDER", optional=1),
+            Column("SOURCE", optional=2),
         ]
     )
     colours = {"completed": "green", "pending": "yellow", "failed": "red"}

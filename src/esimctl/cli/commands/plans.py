@@ -122,14 +122,14 @@ def run_plans(opts: PlansOptions, env: Env) -> Result:
     table = Table(
         [
             Column("ID", style="bold"),
-            Column("NAME", no_wrap=False),
+            Column("NAME", no_wrap=False, min_width=12),
             Column("DATA", justify="right"),
             Column("DAYS", justify="right"),
             Column("PRICE", justify="right"),
             Column("PER GB", justify="right"),
-            Column("PER DAY", justify="right"),
-            Column("KIND"),
-            Column("ACCOUNT"),
+            Column("PER DAY", justify="right", optional=2),
+            Column("KIND", no_wrap=False, min_width=8, optional=1),
+            Column("ACCOUNT", hide_if_uniform=True, optional=3),
         ]
     )
     for p in plans:

@@ -153,13 +153,13 @@ def _table(rows: list[tuple[Esim, list[str]]], now: datetime, *, tty: bool) -> T
         [
             Column("LABEL", style="bold"),
             Column("ACCOUNT", hide_if_uniform=True),
-            Column("ICCID"),
-            Column("PLAN", no_wrap=False, min_width=12, optional=True),
-            Column("DATA LEFT"),
-            Column("EXPIRES"),
+            Column("ICCID", optional=1),
+            Column("PLAN", no_wrap=False, min_width=12, optional=3),
+            Column("DATA LEFT", squeeze=True, min_width=17),
+            Column("EXPIRES", squeeze=True, min_width=16),
             Column("STATE"),
-            Column("AS OF"),
-            Column("ATTENTION", no_wrap=False, min_width=10),
+            Column("AS OF", optional=2),
+            Column("ATTENTION", no_wrap=False, min_width=14),
         ]
     )
     for e, reasons in rows:
