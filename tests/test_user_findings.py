@@ -114,3 +114,35 @@ def test_a_path_that_cannot_be_written_is_one_line_naming_it(cli, home):
     assert str(home / "data") in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (home / "config.toml").exists()
+
+
+def test_a_manual_esim_label_must_be_free_and_not_digits(cli):
+    cli("--demo", "status")  # the demo's eSIMs are known now: Tokyo among them
+    add = ("--demo", "account", "add", "jp", "--provider", "manual")
+    assert cli(*add).exit_code == 0
+    esim = (
+        "--demo",
+        "esim",
+        "add",
+        "jp",
+        "--iccid",
+        "8981000000000000446",
+        "--data",
+        "3GB",
+        "--days",
+        "7",
+        "--label",
+    )
+    taken = cli(*esim, "Tokyo")
+    assert taken.exit_code == 2 and "taken" in taken.stderr
+    digits = cli(*esim, "0446")
+    assert digits.exit_code == 2 and "digits" in digits.stderr
+    assert cli(*esim, "Osaka").exit_code == 0
+
+
+def test_two_manual_esims_cannot_share_a_label(cli):
+    assert cli("account", "add", "jp", "--provider", "manual").exit_code == 0
+    esim = ("esim", "add", "jp", "--data", "3GB", "--days", "7", "--label", "Osaka", "--iccid")
+    assert cli(*esim, "8981000000000000446").exit_code == 0
+    second = cli(*esim, "8981000000000000453")
+    assert second.exit_code == 2 and "taken" in second.stderr

@@ -186,6 +186,19 @@ class AddEsimOptions:
     order_number: str | None = None
 
 
+def check_label_free(env: Env, label: str) -> None:
+    """A label names one eSIM: not digits (they read as an ICCID suffix), not taken."""
+    if label.isdigit():
+        raise InvalidInput(f"invalid label {label!r}: digits read as an ICCID; add a letter")
+    from esimctl.serialize import esim_from_cache
+
+    known = [esim_from_cache(d) for d in env.ledger.latest_snapshots()]
+    labels = {(env.config.label_for(e.iccid) or e.label or "").lower(): e for e in known}
+    taken = labels.get(label.lower())
+    if taken is not None:
+        raise InvalidInput(f"label {label!r} is taken by eSIM {taken.iccid} ({taken.account})")
+
+
 def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
     acc, provider = manual_account(env, opts.account)
     now = env.now()
@@ -209,6 +222,14 @@ def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
     label = (opts.label or "").strip() or None
     if label is None and not store.esims(acc.name):
         label = acc.name  # so that 'esimctl renew jp-card' names the card of account jp-card
+    if label is not None:
+        check_label_free(env, label)
+        for other in env.config.accounts():
+            if other.provider != "manual":
+                continue
+            for m in store.esims(other.name):
+                if m.label and m.label.lower() == label.lower():
+                    raise InvalidInput(f"label {label!r} is taken by eSIM {m.iccid} ({other.name})")
     plan = (opts.plan or "").strip() or plan_name(data, n_days, base, until)
     store.add_esim(
         ManualEsim(iccid, acc.name, label, where, plan, data, n_days, until, activated, now)
