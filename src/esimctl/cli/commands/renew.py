@@ -55,17 +55,20 @@ def pick_plan(plans: list[Plan], wanted: str) -> Plan:
     )
 
 
-def check_price(plan: Plan, cap: Money | None) -> None:
+def check_price(
+    plan: Plan, cap: Money | None, *, where: str = "--max-price", what: str | None = None
+) -> None:
+    """A price cap (``--max-price``, a rule's ``max_price``): exit 5 beyond it, or when the
+    plan's price is unknown or in another currency (prices are never converted)."""
     if cap is None:
         return
+    what = what or repr(plan.name)
     if plan.price is None:
-        raise LimitRefused(f"refused: the price of {plan.name!r} is unknown and --max-price is set")
+        raise LimitRefused(f"refused: the price of {what} is unknown and {where} is set")
     if plan.price.currency != cap.currency:
-        raise LimitRefused(
-            f"refused: {plan.name!r} costs {plan.price}, --max-price is in {cap.currency}"
-        )
+        raise LimitRefused(f"refused: {what} costs {plan.price}, {where} is in {cap.currency}")
     if plan.price.amount > cap.amount:
-        raise LimitRefused(f"refused: {plan.name!r} costs {plan.price}, above --max-price {cap}")
+        raise LimitRefused(f"refused: {what} costs {plan.price}, above {where} ({cap})")
 
 
 def dry_run_order(

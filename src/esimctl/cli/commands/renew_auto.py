@@ -49,7 +49,7 @@ from esimctl.serialize import money_json, order_json
 from esimctl.service import fan_out, fetch_esims, open_provider, select_accounts
 
 from .common import Result, confirm
-from .renew import RenewOptions, describe
+from .renew import RenewOptions, check_price, describe
 
 #: What a run did for one eSIM (``decisions[].action`` in JSON; docs/renewal-rules.md).
 ACTIONS = (
@@ -314,12 +314,7 @@ class AutoRun:
             )
         caps = ((rule.max_price, f"max_price of [{rule.name}]"), (self.cap, "--max-price"))
         for cap, where in caps:
-            if cap is None:
-                continue
-            if price.currency != cap.currency:
-                raise LimitRefused(f"refused: {what} costs {price}, {where} is in {cap.currency}")
-            if price.amount > cap.amount:
-                raise LimitRefused(f"refused: {what} costs {price}, above the {where} ({cap})")
+            check_price(plan, cap, where=where, what=what)
         day = purchase.committed(
             self.env, since=self.now - timedelta(days=1), account=e.account, iccid=e.iccid
         )
