@@ -75,3 +75,14 @@ def test_environment_overrides_the_secret_service(cli, secret_service, home):
     env = Env.for_tests(environ={"ESIMCTL_HOME": str(home), "ESIMCTL_TRIP_CLIENT_ID": "env"})
     got = env.credentials.resolve("trip", "airalo", ("CLIENT_ID", "CLIENT_SECRET"))
     assert got == {"CLIENT_ID": "env", "CLIENT_SECRET": "kr"}
+
+
+def test_the_test_keyring_lives_in_a_throwaway_home(secret_service):
+    """scripts/with-keyring.sh gives gnome-keyring its own HOME: the developer's login
+    keyring under the real one is never created, opened or unlocked by the tests."""
+    real = os.environ.get("ESIMCTL_TEST_REAL_HOME")
+    assert real is not None, "run through scripts/with-keyring.sh"
+    home = os.environ["HOME"]
+    assert os.path.realpath(home) != os.path.realpath(real or "/nonexistent")
+    assert os.path.isdir(os.path.join(os.environ["XDG_DATA_HOME"], "keyrings"))
+    assert os.path.realpath(os.environ["XDG_DATA_HOME"]).startswith(os.path.realpath(home))

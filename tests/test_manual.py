@@ -304,11 +304,16 @@ def test_a_reading_may_give_the_end_date_the_sellers_app_shows(card):
     assert status(card, 6)["expires_at"] == "2026-12-10T03:00:00Z"
 
 
-def test_a_reading_above_the_package_raises_the_total(card):
-    ok(card("esim", "reading", "Tokyo", "3.5GB", env=at(5)))
+def test_a_forced_reading_above_the_total_lifts_it_only_while_it_is_the_latest(card):
+    r = card("esim", "reading", "Tokyo", "3.5GB", env=at(5))
+    assert r.exit_code == 2 and "--force" in r.stderr
+    ok(card("esim", "reading", "Tokyo", "3.5GB", "--force", env=at(5)))
     e = status(card, 6)
     assert (e["data_total_bytes"], e["data_remaining_bytes"]) == (int(3.5 * GB), int(3.5 * GB))
     assert e["data_used_bytes"] == 0
+    ok(card("esim", "reading", "Tokyo", "2GB", env=at(10)))
+    e = status(card, 11)
+    assert (e["data_total_bytes"], e["data_remaining_bytes"]) == (3 * GB, 2 * GB)
 
 
 def test_a_card_not_yet_activated(cli):
@@ -662,7 +667,9 @@ def test_json_of_esim_add_and_reading(cli):
         "remaining_bytes": 100 * MB,
         "expires_at": None,
         "taken_at": iso(T0 + timedelta(minutes=30)),
+        "total_bytes": None,
     }
+    assert d["warnings"] == []
     assert d["esim"]["attention"] == ["low_data"]
     r = cli("esim", "reading", "nope", "1GB", "--json")
     assert r.exit_code == 2

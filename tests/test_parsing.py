@@ -57,7 +57,8 @@ def test_money_rejects(bad: str) -> None:
 def test_money_json_keeps_minor_units_of_the_currency() -> None:
     assert Money(Decimal("4.5"), "USD").to_json() == {"amount": "4.50", "currency": "USD"}
     assert Money(Decimal("1480"), "JPY").to_json() == {"amount": "1480", "currency": "JPY"}
-    assert Money(Decimal("0.125"), "USD").to_json()["amount"] == "0.125"
+    # Shown in minor units, half up: never lower than it is.
+    assert Money(Decimal("0.125"), "USD").to_json()["amount"] == "0.13"
 
 
 @pytest.mark.parametrize(

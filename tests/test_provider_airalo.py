@@ -333,6 +333,50 @@ def test_values_that_arrive_in_several_types() -> None:
     assert A.to_int("7") == 7 and A.to_int(7.0) == 7 and A.to_int("7.5") is None
 
 
+def test_figures_are_kept_as_given_never_rounded_clamped_or_invented() -> None:
+    assert A.to_bytes(3072) == 3 * GiB and A.to_bytes("512.5") == 512 * MiB + MiB // 2
+    assert A.to_bytes(0.5) == MiB // 2 and A.to_bytes(-5) == -5 * MiB
+    assert A.to_bytes(1e30) == 10**30 * MiB  # absurd, exact: the validator names it
+    for junk in (None, True, "lots", float("nan"), float("inf"), "1e999999", 1e308, [1]):
+        assert A.to_bytes(junk) is None, junk
+    half = A.esim_from(_sim(), dict(USAGE_3GB["data"], remaining=0.5), account="trip", now=NOW)
+    assert half.data_remaining_bytes == MiB // 2 and half.state == EsimState.ACTIVE
+    neg = A.esim_from(_sim(), dict(USAGE_3GB["data"], remaining=-5), account="trip", now=NOW)
+    assert neg.data_remaining_bytes == -5 * MiB and neg.state == EsimState.ACTIVE
+    more = dict(USAGE_3GB["data"], remaining=4096, total=1024)
+    e = A.esim_from(_sim(), more, account="trip", now=NOW)
+    assert (e.data_remaining_bytes, e.data_total_bytes) == (4 * GiB, GiB)
+    missing = {k: v for k, v in USAGE_3GB["data"].items() if k != "remaining"}
+    e = A.esim_from(_sim(), missing, account="trip", now=NOW)
+    assert e.data_remaining_bytes is None and e.state == EsimState.ACTIVE  # never 0, "depleted"
+    assert A.to_decimal("1e308") == Decimal("1e308") and A.to_decimal("NaN") is None
+
+
+def test_answers_of_an_unknown_shape_are_not_empty_lists() -> None:
+    assert A.read_page({"data": []}) == []
+    for body in ({}, None, [], {"data": None}, {"data": {}}, {"data": [1]}, {"data": {"x": {}}}):
+        assert A.read_page(body) is None, body
+    assert A.read_page({"data": {"1": {"a": 1}, "0": {"a": 0}}}) == [{"a": 0}, {"a": 1}]
+
+
+def test_undocumented_statuses_are_no_verdict() -> None:
+    odd = dict(ORDER_LIST_TOPUP, status={"name": "On hold", "slug": "on_hold"})
+    assert A.order_from(odd, account="trip", now=NOW).state == OrderState.PENDING
+    h = dict(HISTORY_DOC["data"][0], status="SUSPENDED")
+    assert A.packages_from([h])[0].state == "unknown"
+    fractional = dict(HISTORY_DOC["data"][0], remaining="0.5")
+    assert A.packages_from([fractional])[0].data_remaining_bytes == MiB // 2
+
+
+def test_a_price_given_but_unreadable_is_no_price() -> None:
+    pkg = dict(TOPUPS_NET["data"][0], net_price="NaN")
+    assert A.plan_price(pkg, TOPUPS_NET["pricing"]) is None  # never the retail price instead
+    cheap = dict(TOPUPS_NET["data"][0], net_price="-1.40")
+    assert A.plan_price(cheap) == Money(Decimal("-1.40"), "USD")  # as given: refused later
+    huge = dict(TOPUPS_DISCOUNT["data"][0], price=1e308)
+    assert A.plan_price(huge, TOPUPS_DISCOUNT["pricing"]) is not None  # no InvalidOperation
+
+
 def test_topup_plans_price_is_what_the_balance_is_charged() -> None:
     net = A.plan_from(TOPUPS_NET["data"][0], account="trip", pricing=TOPUPS_NET["pricing"])
     assert net.price == Money(Decimal("8"), "USD")

@@ -22,6 +22,7 @@ from esimctl.providers.celitech import (
     Purchase,
     Size,
     build_esim,
+    money_from_cents,
     parse_consumption,
     parse_plan_id,
     parse_profile,
@@ -264,6 +265,29 @@ def test_esim_states_from_purchases_consumption_and_profile():
     assert u.state == EsimState.ACTIVE
     unknown = _esim([live], {})  # its consumption could not be read: never a made-up 0
     assert unknown.data_remaining_bytes is None and unknown.state == EsimState.ACTIVE
+
+
+def test_undocumented_states_make_the_esim_unknown_never_active():
+    live = _purchase("a", gb=1, start=NOW - timedelta(days=1), days=7, created=NOW - timedelta(1))
+    fine = {"a": Consumption(GIB, False, "ACTIVE")}
+    odd = Profile("8910300000012345678", "SUSPENDED", "ACTIVE", True)
+    assert _esim([live], fine, odd).state == EsimState.UNKNOWN
+    e = _esim([live], {"a": Consumption(GIB, False, "FOO")})
+    assert e.state == EsimState.UNKNOWN and e.packages[0].state == "unknown"
+    ok = Profile("8910300000012345678", "ENABLED", "ACTIVE", True)
+    assert _esim([live], fine, ok).state == EsimState.ACTIVE
+
+
+def test_figures_and_prices_are_kept_as_given():
+    assert parse_size(-5) == Size(-5, base=1024)  # negative: refused later, by name
+    assert parse_size(1e30).bytes == 10**30
+    assert parse_size(float("inf")) == Size(None) and parse_size("1e999999") == Size(None)
+    assert parse_consumption({"dataUsageRemainingInBytes": -5}, 1024).remaining == -5
+    assert parse_consumption({"dataUsageRemainingInBytes": "NaN"}, 1024).remaining is None
+    assert money_from_cents(-140) == Money(Decimal("-1.40"), "USD")
+    assert money_from_cents(0) == Money(Decimal(0), "USD")
+    assert money_from_cents("1E+310") == Money(Decimal("1E+308"), "USD")
+    assert money_from_cents("NaN") is None and money_from_cents(None) is None
 
 
 def _provider(base_url: str | None, **options: object) -> CelitechProvider:

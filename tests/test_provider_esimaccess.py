@@ -22,6 +22,7 @@ from esimctl.errors import (
     ExitCode,
     InsufficientBalance,
     InvalidInput,
+    LimitRefused,
     ProviderError,
     RateLimited,
     TemporaryFailure,
@@ -263,7 +264,8 @@ def test_envelope_readings():
         ("200002", InvalidInput, ExitCode.USAGE),
         ("900001", RateLimited, ExitCode.TEMPORARY),
         ("000001", TemporaryFailure, ExitCode.TEMPORARY),
-        ("200005", ProviderError, ExitCode.FAILURE),
+        ("200005", LimitRefused, ExitCode.REFUSED),  # the price changed: nothing bought
+        ("200006", LimitRefused, ExitCode.REFUSED),
         ("123456", ProviderError, ExitCode.FAILURE),
     ],
 )

@@ -7,11 +7,14 @@ views of them.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from esimctl import parsing
 from esimctl.errors import ConfigError, InvalidInput, NotFound
@@ -19,6 +22,88 @@ from esimctl.paths import atomic_write
 
 #: Keys in an account table that look like secrets; refusing them keeps secrets out of config.
 _SECRETISH = ("secret", "password", "token", "api_key", "access_code", "client_secret")
+#: Account keys that are addresses esimctl sends credentials to.
+URL_KEYS = ("base_url", "auth_url")
+#: The per-account opt-in to plain http:// beyond this machine (warned about on every run).
+INSECURE_HTTP = "insecure_http"
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def url_problem(url: Any) -> str | None:
+    """What is wrong with an API address (scheme, host, port), or None if nothing."""
+    if not isinstance(url, str) or not url.strip():
+        return "must be an address like https://api.example.com"
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "must not contain spaces"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"is not a valid address ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "must start with https:// (or http:// for a server on this machine)"
+    if not parts.hostname:
+        return "has no host name"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry a user name or password (secrets live in the keyring)"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or (parts.netloc.endswith(":") and port is None):
+        return "has an invalid port: use a number from 1 to 65535"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: a server on this machine."""
+    h = host.strip("[]").rstrip(".").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_host(url: str) -> str | None:
+    """The host of an ``http://`` address that leaves this machine; None otherwise."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.scheme == "http" and not is_loopback(host):
+        return host
+    return None
+
+
+def insecure_http_allowed(options: Mapping[str, Any]) -> bool:
+    """Has the account opted in to plain http:// (``insecure_http = true``)?"""
+    value = options.get(INSECURE_HTTP, False)
+    return value is True or (isinstance(value, str) and value.strip().lower() in _TRUE)
+
+
+def refuse_plain_http(name: str, url: str, key: str = "base_url") -> ConfigError:
+    host = plain_http_host(url)
+    return ConfigError(
+        f"refusing {key} {url!r} of account {name!r}: its credentials and tokens would cross "
+        f"the network to {host} unencrypted; use https:// (plain http:// is only for a server "
+        f"on this machine), or set {INSECURE_HTTP} = true in [accounts.{name}] to allow it",
+        account=name,
+    )
+
+
+def insecure_http_for(account: str) -> bool:
+    """Whether ``account`` of the config in use (``ESIMCTL_HOME`` or the user's) opts in to
+    plain http://: for ``ApiClient``, which is told only the account's name."""
+    from esimctl.paths import Paths
+
+    try:
+        acc = Config.load(Paths.from_environ().config_file).account(account)
+    except InvalidInput:
+        return False
+    return insecure_http_allowed(acc.options)
 
 
 @dataclass(frozen=True)
@@ -57,12 +142,19 @@ class Config:
             raise ConfigError(f"{path}: not UTF-8 text") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        except RecursionError:
+            # tomllib recurses once per level of nested arrays or inline tables.
+            raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
         return cls(path, raw)
 
     def save(self) -> None:
         import tomli_w
 
-        atomic_write(self.path, tomli_w.dumps(self.raw).encode("utf-8"))
+        try:
+            text = tomli_w.dumps(self.raw)
+        except RecursionError:
+            raise ConfigError(f"{self.path}: values nested too deeply to write back") from None
+        atomic_write(self.path, text.encode("utf-8"))
 
     # -- accounts --------------------------------------------------------------------------
 
@@ -78,11 +170,16 @@ class Config:
                 raise ConfigError(f"{where}: {exc.message}") from exc
             if not isinstance(table, dict) or not isinstance(table.get("provider"), str):
                 raise ConfigError(f'{where}: needs provider = "..."')
-            base_url = table.get("base_url")
-            if base_url is not None and (
-                not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
+            for key in URL_KEYS:
+                url = table.get(key)
+                if url is not None and (problem := url_problem(url)) is not None:
+                    raise ConfigError(f"{where}: {key} {url!r} {problem}")
+            flag = table.get(INSECURE_HTTP)
+            if flag is not None and not (
+                isinstance(flag, bool)
+                or (isinstance(flag, str) and flag.strip().lower() in _TRUE + _FALSE)
             ):
-                raise ConfigError(f"{where}: base_url must start with http:// or https://")
+                raise ConfigError(f"{where}: {INSECURE_HTTP} must be true or false")
             for key in table:
                 if any(s in key.lower() for s in _SECRETISH):
                     raise ConfigError(
@@ -113,6 +210,11 @@ class Config:
         if acc.base_url:
             table["base_url"] = acc.base_url
         table.update(acc.options)
+        if not insecure_http_allowed(acc.options):
+            for key in URL_KEYS:
+                url = table.get(key)
+                if isinstance(url, str) and url_problem(url) is None and plain_http_host(url):
+                    raise refuse_plain_http(acc.name, url, key)
         self.raw.setdefault("accounts", {})[acc.name] = table
         self._validate()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from esimctl.errors import CredentialsError
-from esimctl.paths import atomic_write
+from esimctl.paths import atomic_write, private_dir
 
 SERVICE = "esimctl"
 KEYRING_TIMEOUT = 5.0
@@ -144,7 +144,7 @@ class FileStore:
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
 
     def set(self, account: str, secrets: Mapping[str, str]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         atomic_write(self.path(account), json.dumps(dict(secrets)).encode(), mode=0o600)
 
     def delete(self, account: str) -> bool:

@@ -164,9 +164,11 @@ class Env:
 
     @cached_property
     def ledger(self) -> Ledger:
-        from esimctl.ledger import Ledger
+        from esimctl.ledger import Ledger, busy_timeout_from
 
-        return Ledger(self.paths.ledger_file, clock=self.clock)
+        return Ledger(
+            self.paths.ledger_file, clock=self.clock, busy_timeout=busy_timeout_from(self.environ)
+        )
 
     @cached_property
     def credentials(self) -> Credentials:

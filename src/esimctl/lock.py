@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from esimctl.errors import InvalidInput, LockHeld
+from esimctl.paths import private_dir
 
 
 def _holder(fd: int) -> str:
@@ -37,8 +38,8 @@ class RenewLock:
         self.fd: int | None = None
 
     def __enter__(self) -> RenewLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # the umask is 077 (main)
         deadline = time.monotonic() + self.wait
         while True:
             try:

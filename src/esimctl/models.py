@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -56,9 +56,19 @@ ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XOF", "XAF"
 
 
 def format_decimal(d: Decimal, currency: str | None = None) -> str:
-    """The currency's minor units at least (4.50 USD, 1480 JPY), more only where present."""
+    """The amount in the currency's minor units (4.50 USD, 1480 JPY), for display and JSON.
+
+    Rounded half up (4.505 → 4.51): a price is never shown lower than it is by rounding
+    half to even. Only the text is rounded; amounts are stored and compared as given.
+    """
+    if not d.is_finite():
+        return str(d)
     unit = Decimal("1") if currency in ZERO_DECIMAL else Decimal("0.01")
-    q = d.quantize(unit) if d == d.quantize(unit) else d.normalize()
+    # Enough digits for any finite amount: quantize never raises InvalidOperation.
+    ctx = Context(prec=max(28, d.adjusted() + 4), rounding=ROUND_HALF_UP)
+    q = d.quantize(unit, context=ctx)
+    if q.is_zero():
+        q = abs(q)  # "-0.00" reads as a refund of nothing
     return format(q, "f")
 
 

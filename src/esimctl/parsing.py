@@ -22,6 +22,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECA
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 _UNITS = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+#: The largest amount a price, cap or budget may name (in any currency).
+MAX_AMOUNT = Decimal(10**12)
 
 
 def account_name(value: str) -> str:
@@ -77,6 +79,8 @@ def money(value: str) -> Money:
         dec = Decimal(amount)
     except InvalidOperation as exc:  # pragma: no cover - the regex already checked
         raise InvalidInput(f"invalid price {value!r}") from exc
+    if dec > MAX_AMOUNT:
+        raise InvalidInput(f"invalid price {value!r}: more than any plan costs")
     return Money(dec, currency(cur))
 
 

@@ -359,13 +359,21 @@ def _moment(value: Any, *, end: bool) -> datetime:
             raise InvalidInput(
                 f"invalid date {value!r}: use 2026-12-01 or 2026-12-01T08:00:00+09:00"
             ) from None
-    if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.astimezone()
-        return dt.astimezone(UTC)
-    if isinstance(value, date):
-        day = value + timedelta(days=1) if end else value
-        return datetime.combine(day, time()).astimezone().astimezone(UTC)
-    raise InvalidInput(f"invalid date {value!r}: use 2026-12-01 or 2026-12-01T08:00:00+09:00")
+    if not isinstance(value, date):  # a datetime is a date too
+        raise InvalidInput(f"invalid date {value!r}: use 2026-12-01 or 2026-12-01T08:00:00+09:00")
+    try:
+        if isinstance(value, datetime):
+            dt = value if value.tzinfo else value.astimezone()
+            moment = dt.astimezone(UTC)
+        else:
+            day = value + timedelta(days=1) if end else value
+            moment = datetime.combine(day, time()).astimezone().astimezone(UTC)
+        moment.astimezone()  # it is shown in local time: that must exist too
+    except (OverflowError, ValueError, OSError):
+        raise InvalidInput(
+            f"date {value} is out of range: the last one accepted is 9999-12-30"
+        ) from None
+    return moment
 
 
 _PARSERS: dict[str, Any] = {

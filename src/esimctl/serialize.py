@@ -152,7 +152,18 @@ def order_json(o: Order) -> dict[str, Any]:
         "created_at": iso(o.created_at),
         "state": o.state.value,
         "source": o.source,
+        # What the provider said it charged, as it said it (the price above is what
+        # counts against limits: the larger of listed and charged), and a charge
+        # beyond a cap or budget. Local orders only; null elsewhere.
+        "charged_price": o.extra.get("charged")
+        if isinstance(o.extra.get("charged"), dict)
+        else None,
+        "over_limit": o.extra.get("over_limit") or None,
     }
+
+
+def _dict_or_none(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 def order_from_json(d: dict[str, Any]) -> Order:

@@ -227,19 +227,28 @@ def fetch_esims(
         if hit is not None:
             old[acc.name] = hit.esims
 
+    rejected: dict[str, list[EsimctlError]] = {}
+
     async def fetch(p: Provider) -> list[Esim]:
         if Capability.LIST_ESIMS not in p.capabilities:
             return []
         esims = await p.list_esims()
+        if p.rejected:
+            rejected[p.account] = list(p.rejected)
         settle_pending(env, p, esims)
         return esims
 
     out = fan_out(env, todo, fetch)
     for name, esims in out.results.items():
-        store_esims(env, env.config.account(name), esims)
+        if name in rejected:
+            # Not cached: the next run asks again, and names the eSIM again.
+            env.ledger.add_snapshots(esims)
+            out.errors.extend(rejected[name])
+        else:
+            store_esims(env, env.config.account(name), esims)
     stale: dict[str, list[Esim]] = {}
     if allow_stale:
-        failed = {e.account for e in out.errors}
+        failed = {e.account for e in out.errors} - set(out.results)
         stale = {name: esims for name, esims in old.items() if name in failed}
     labelled = {
         name: [with_label(env, e) for e in esims]

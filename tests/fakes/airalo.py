@@ -21,12 +21,35 @@ Switches beyond the base ones (``latency``, ``fail_next``, ``hang_next``, ...):
 * ``sandbox_unlimited_quirk``: unlimited packages report ``is_unlimited: false``;
 * ``token_limit_per_minute``: the documented 3 a minute on ``POST /v2/token``.
 
+Switches for what a provider may send that esimctl must refuse to believe:
+
+* ``malformed_lookup_next(times=1, body={})``: the next ``times`` order lookups (``GET
+  /v2/orders`` with a ``filter[...]``, as ``find_order`` sends; a plain history listing is
+  not hit) answer 200 with ``body`` (``None`` sends ``null``;
+  a new call replaces what is still pending, ``times=0`` clears);
+* ``malformed_list_next(times=1, body={}, page=None)``: the next ``times`` eSIM lists
+  (``GET /v2/sims``; only page ``page`` when given) answer 200 with ``body``;
+* ``set_usage(iccid, **fields)``: the usage answer of that eSIM carries these values as
+  given (``remaining=1e30``, ``total=-5``, ``remaining="512.5"``, ``status="SUSPENDED"``,
+  ``is_unlimited=...``, ``expired_at=...``); ``set_usage(iccid)`` alone clears them;
+* ``price_override = {package_id: "-1.40"}``: the listed price of a package (``net_price``
+  under net pricing, the retail ``price`` under discount pricing) becomes that text, sent as
+  a JSON number where it is one (``"1e308"``) and as the text otherwise (``"NaN"``); a top-up
+  charges it (where it is a finite number);
+* ``charge_override = "12.00"``: a top-up's answer claims this charge (``net_price``, or
+  ``unit_paid_price``/``total_amount_paid`` under discount pricing) and the fake charges it:
+  ``order["_claimed"]`` holds the text, ``order["_charged"]`` and the balance the amount
+  (the listed price where the claim is not a finite number). A price that rose between
+  listing and buying (``"12.00"``), a ``"-50"`` or ``"0"`` claim.
+
 Seed with ``seed(n)`` (many eSIMs, fast) or ``add_sim(...)`` (one, as you need it).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import secrets
 import time
 from collections import deque
@@ -70,6 +93,27 @@ def iso_offset(dt: datetime | None) -> str | None:
 def num(d: Decimal) -> int | float:
     """Numbers as Airalo writes them in JSON: ``10`` or ``4.5``."""
     return int(d) if d == d.to_integral_value() else float(d)
+
+
+def finite(text: str | None) -> Decimal | None:
+    """An override's amount, where it is a finite number."""
+    try:
+        d = Decimal(str(text).strip())
+    except ArithmeticError:
+        return None
+    return d if d.is_finite() else None
+
+
+def wire(text: str) -> Any:
+    """An override as it travels: a JSON number where it is one, else the text itself."""
+    try:
+        f = float(text)
+    except ValueError:
+        return text
+    return f if math.isfinite(f) else text
+
+
+_UNSET: Any = object()
 
 
 @dataclass
@@ -207,6 +251,11 @@ class FakeAiralo(FakeApi):
         self._token_hits: deque[float] = deque()
         self._usage_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._armed: list[tuple[str, str, Callable[[], None]]] = []
+        self.price_override: dict[str, str] = {}
+        self.charge_override: str | None = None
+        self.usage_override: dict[str, dict[str, Any]] = {}
+        self._lookup_bodies: list[Any] = []
+        self._list_bodies: list[tuple[int | None, Any]] = []
         self._ids = itertools.count(30001)
         self._sim_ids = itertools.count(48001)
         self._history_ids = itertools.count(7001)
@@ -292,6 +341,32 @@ class FakeAiralo(FakeApi):
 
     def expire_tokens(self) -> None:
         self.tokens.clear()
+
+    def malformed_lookup_next(self, times: int = 1, body: Any = _UNSET) -> None:
+        """The next ``times`` order lookups answer 200 with ``body`` (default ``{}``)."""
+        with self.lock:
+            self._lookup_bodies = [{} if body is _UNSET else body] * times
+
+    def malformed_list_next(
+        self, times: int = 1, body: Any = _UNSET, *, page: int | None = None
+    ) -> None:
+        """The next ``times`` eSIM lists (page ``page`` only, when given) answer 200 with
+        ``body`` (default ``{}``)."""
+        with self.lock:
+            self._list_bodies = [(page, {} if body is _UNSET else body)] * times
+
+    def set_usage(self, iccid: str, **fields: Any) -> None:
+        """Usage answers of ``iccid`` carry ``fields`` as given; no fields: as computed."""
+        with self.lock:
+            if fields:
+                self.usage_override[iccid] = dict(fields)
+            else:
+                self.usage_override.pop(iccid, None)
+            self._usage_cache.pop(iccid, None)
+
+    @staticmethod
+    def _raw(body: Any) -> Reply:
+        return Reply(200, raw=json.dumps(body).encode())
 
     def topup_orders(self) -> list[dict[str, Any]]:
         return [o for o in self.orders if o["type"] == "topup"]
@@ -402,17 +477,28 @@ class FakeAiralo(FakeApi):
         }
 
     def _price_fields(self, p: Pkg) -> dict[str, Any]:
-        net = None if self.pricing_model == "discount_pricing" else num(p.net_price)
-        prices: dict[str, Any] = {"recommended_retail_price": {"USD": num(p.price)}}
+        override = self.price_override.get(p.id)
+        discount = self.pricing_model == "discount_pricing"
+        retail = wire(override) if override is not None and discount else num(p.price)
+        net: Any = None
+        if not discount:
+            net = wire(override) if override is not None else num(p.net_price)
+        prices: dict[str, Any] = {"recommended_retail_price": {"USD": retail}}
         if net is not None:
             prices["net_price"] = {"USD": net}
-        return {"price": num(p.price), "net_price": net, "prices": prices}
+        return {"price": retail, "net_price": net, "prices": prices}
 
     def _charge(self, p: Pkg) -> Decimal:
+        """What a top-up of ``p`` takes from the balance: its listed price."""
+        listed = finite(self.price_override.get(p.id))
         if self.pricing_model == "discount_pricing":
             off = Decimal(100 - self.discount_percentage) / 100
-            return (p.price * off).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-        return p.net_price
+            charged = (listed if listed is not None else p.price) * off
+            try:
+                return charged.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+            except ArithmeticError:
+                return charged
+        return listed if listed is not None else p.net_price
 
     def _pricing(self) -> dict[str, Any]:
         return {
@@ -459,7 +545,9 @@ class FakeAiralo(FakeApi):
             "package": f"{op.title}-{pkg.title}",
             "esim_type": "Prepaid",
             "validity": str(pkg.day),  # a string in order lists
-            "price": f"{pkg.price:.2f}",  # a string in order lists
+            "price": str(self._price_fields(pkg)["price"])  # a string in order lists
+            if pkg.id in self.price_override
+            else f"{pkg.price:.2f}",
             "data": pkg.data,
             "currency": "USD",
             "manual_installation": "",
@@ -469,6 +557,7 @@ class FakeAiralo(FakeApi):
             },
             "_sims": sims,
             "_charged": str(charged if charged is not None else self._charge(pkg)),
+            "_claimed": None,  # what the purchase answer claimed, where overridden
             "status": {"name": "Completed", "slug": "completed"},
         }
         self.orders.insert(0, order)
@@ -630,6 +719,11 @@ class FakeAiralo(FakeApi):
     def list_sims(self, req: Request) -> Reply:
         if (denied := self._authorized(req)) is not None:
             return denied
+        page_no = int(req.arg("page") or 1) if (req.arg("page") or "1").isdigit() else None
+        for i, (page, body) in enumerate(self._list_bodies):
+            if page is None or page == page_no:
+                del self._list_bodies[i]
+                return self._raw(body)
         include = req.arg("include", "") or ""
         wanted = req.arg("filter[iccid]")
         sims = sorted(self.sims.values(), key=lambda s: s.id, reverse=True)
@@ -661,6 +755,7 @@ class FakeAiralo(FakeApi):
         else:
             data = self._usage_json(sim)
             self._usage_cache[sim.iccid] = (time.monotonic(), data)
+        data = data | self.usage_override.get(sim.iccid, {})  # set_usage: figures as given
         return Reply(200, {"data": data, "meta": {"message": "api.succes"}})  # sic
 
     def history(self, req: Request) -> Reply:
@@ -738,6 +833,10 @@ class FakeAiralo(FakeApi):
                 422, {"data": {"package_id": "invalid topup package"}, "meta": {"message": INVALID}}
             )
         charge = self._charge(pkg)
+        claimed = self.charge_override
+        real = finite(claimed) if claimed is not None else None
+        if real is not None:
+            charge = real
         if charge > self.balance:
             return Reply(
                 422,
@@ -751,6 +850,7 @@ class FakeAiralo(FakeApi):
         now = self.now()
         description = f.get("description") or f"Topup ({sim.iccid})"
         order = self._new_order(pkg, sim.operator, "topup", description, now, [sim.iccid], charge)
+        order["_claimed"] = claimed
         self._refresh_states(sim)
         entry = History(next(self._history_ids), pkg, "NOT_ACTIVE", pkg.amount)
         running = any(h.status == "ACTIVE" for h in sim.history)
@@ -762,30 +862,34 @@ class FakeAiralo(FakeApi):
         data.update(
             {
                 "validity": pkg.day,
-                "price": num(pkg.price),
+                "price": self._price_fields(pkg)["price"],
                 "pricing_model": self.pricing_model,
                 "text": None,
                 "voice": None,
                 "package": f"{sim.operator.title}-{pkg.title}",
             }
         )
+        paid = wire(claimed) if claimed is not None else num(charge)
         if self.pricing_model == "discount_pricing":
+            retail = finite(str(self._price_fields(pkg)["price"]))
             data.update(
                 {
                     "net_price": None,
                     "discount_percentage": self.discount_percentage,
-                    "discount_amount": num(pkg.price - charge),
-                    "unit_paid_price": num(charge),
-                    "total_amount_paid": num(charge),
+                    "discount_amount": num(retail - charge) if retail is not None else None,
+                    "unit_paid_price": paid,
+                    "total_amount_paid": paid,
                 }
             )
         else:
-            data["net_price"] = num(pkg.net_price)
+            data["net_price"] = paid
         return Reply(200, {"data": data, "meta": {"message": "success"}})
 
     def list_orders(self, req: Request) -> Reply:
         if (denied := self._authorized(req)) is not None:
             return denied
+        if self._lookup_bodies and any(k.startswith("filter[") for k in req.query):
+            return self._raw(self._lookup_bodies.pop(0))
         include = req.arg("include", "") or ""
         orders = list(self.orders)
         if (desc := req.arg("filter[description]")) is not None:

@@ -11,7 +11,11 @@ handler gets a ``Request`` and returns ``Reply``. Switches shared by every fake:
   socket without an answer — a purchase that was committed but whose answer never came;
 * ``rate_limit(per_second=..., per_minute=...)``: enforce a limit, answering 429 with
   Retry-After beyond it, and count every 429 sent in ``stats["429"]``;
-* ``bad_credentials``: a flag fakes check in their auth step.
+* ``bad_credentials``: a flag fakes check in their auth step;
+* ``echo_auth_next(times, status=400, path=None)``: the next N requests (whose path
+  contains ``path``, if given) get an error whose body echoes what they carried: the
+  ``Authorization`` header, the bare token, the query string and the body (form fields
+  with their secrets) — as careless APIs do. Fakes shape it in ``echo_reply``.
 
 Every request is recorded in ``requests`` (method, path, headers, body) for assertions.
 """
@@ -67,6 +71,12 @@ Handler = Callable[[Request], Reply]
 
 
 @dataclass
+class _Echo:
+    status: int
+    path: str | None
+
+
+@dataclass
 class _Fault:
     kind: str
     status: int = 500
@@ -86,6 +96,7 @@ class FakeApi:
         self.bad_credentials = False
         self.lock = threading.RLock()
         self._faults: deque[_Fault] = deque()
+        self._echoes: deque[_Echo] = deque()
         self._limits: list[tuple[float, int, deque[float]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -107,6 +118,24 @@ class FakeApi:
     ) -> None:
         for _ in range(times):
             self._faults.append(_Fault("status", status, body, headers or {}))
+
+    def echo_auth_next(self, times: int = 1, status: int = 400, path: str | None = None) -> None:
+        with self.lock:
+            self._echoes.extend(_Echo(status, path) for _ in range(times))
+
+    def echo_reply(self, req: Request, status: int) -> Reply:
+        """An error that repeats the request's credentials; every common error key holds it
+        (``message``, ``reason`` with a ``code``, ``error``, ``errorMsg``), so each fake's
+        client reads it where it reads its provider's error text."""
+        auth = req.header("authorization") or ""
+        bare = auth.partition(" ")[2] or auth
+        query = "&".join(f"{k}={v[0]}" for k, v in req.query.items())
+        text = (
+            f"invalid request; Authorization: {auth}; token {bare}; "
+            f"query {query}; body {req.body.decode('utf-8', 'replace')}"
+        )
+        body = {"message": text, "reason": text, "code": 0, "error": text, "errorMsg": text}
+        return Reply(status, body)
 
     def malformed_next(self, times: int = 1) -> None:
         self._faults.extend(_Fault("malformed") for _ in range(times))
@@ -206,7 +235,12 @@ class FakeApi:
         with self.lock:
             self.requests.append(req)
             self.stats["requests"] += 1
-            fault = self._faults.popleft() if self._faults else None
+            echo = None
+            if self._echoes and (self._echoes[0].path or "") in req.path:
+                echo = self._echoes.popleft()
+            fault = self._faults.popleft() if self._faults and echo is None else None
+        if echo is not None:
+            return self._send(h, self.echo_reply(req, echo.status))
         if self.latency:
             time.sleep(self.latency)
         if fault is not None and fault.kind == "hang":

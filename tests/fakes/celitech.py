@@ -33,16 +33,43 @@ truncated_next, commit_then_drop_next, rate_limit, bad_credentials):
 * ``send_retry_after``: add ``Retry-After`` to the 429 answer (API Gateway sends none);
 * ``target_next(method, path, kind)``: a base fault (``drop``, ``hang``, ``malformed``,
   ``truncated`` or an HTTP status) for the next request to that path only.
+
+Switches for what a provider may send that esimctl must refuse to believe:
+
+* ``malformed_lookup_next(times=1, body={})``: the next ``times`` purchase lists filtered by
+  ``referenceId`` (the order lookup, and the read-back of a new purchase's price) answer 200
+  with ``body`` (``None`` sends ``null``;
+  a new call replaces what is still pending, ``times=0`` clears); unfiltered lists are not hit;
+* ``malformed_list_next(times=1, body={}, page=None)``: the next ``times`` purchase lists
+  without ``referenceId`` (the eSIM list; only page ``page`` when given, 1 = the first)
+  answer 200 with ``body``;
+* ``set_usage(iccid, **fields)``: figures and states of the eSIM's latest purchase as given:
+  ``remaining=`` (consumption ``dataUsageRemainingInBytes``), ``total=`` (the purchase's
+  ``package.dataLimitInBytes``), each sent without its GB twin; ``status=`` (the
+  consumption status) and ``profile_status=`` (``GET /v1/esim`` status), e.g.
+  ``"SUSPENDED"``; ``set_usage(iccid)`` alone clears the figures;
+* ``price_override = {plan: "-1.40"}``: the listed price, in currency units, of a package
+  (``plan`` is the fake's package id, ``pkg_fra_1gb_0_30``, or the plan id a user types,
+  ``fr-1gb-30d``), sent as ``priceInCents``: a JSON number where it is one, else a string
+  (``"1e308"`` is 1e310 cents, beyond any float); new purchases of it record that price
+  and are charged it (where it is a finite number);
+* ``charge_override = "12.00"``: a top-up is charged this (currency units) and the purchase
+  list records it as the purchase's ``package.priceInCents``; the top-up answer itself
+  carries no price, as documented. A price that rose between listing and buying, ``"-50"``,
+  ``"0"``.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import math
 import secrets
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .base import FakeApi, Reply, Request, _Fault
@@ -75,6 +102,30 @@ def _iccid(n: int) -> str:
     return f"89103000000{n:08d}"
 
 
+_UNSET: Any = object()
+
+
+def finite(value: Any) -> Decimal | None:
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+def cents_wire(text: str) -> Any:
+    """A price in currency units as ``priceInCents`` travels: a JSON number where it is
+    one, else a string."""
+    d = finite(text)
+    if d is None:
+        return text
+    cents = d * 100
+    if cents == cents.to_integral_value() and abs(cents) < 2**53:
+        return int(cents)
+    f = float(cents)
+    return f if math.isfinite(f) else str(cents)
+
+
 class FakeCelitech(FakeApi):
     def __init__(self, *, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET) -> None:
         self.client_id = client_id
@@ -104,6 +155,10 @@ class FakeCelitech(FakeApi):
         self._by_iccid: dict[str, list[dict[str, Any]]] = {}
         self.packages: list[dict[str, Any]] = []
         self._targets: list[list[Any]] = []  # [method, path, fault, waiting for]
+        self.price_override: dict[str, str] = {}
+        self.charge_override: str | None = None
+        self._lookup_bodies: list[Any] = []
+        self._list_bodies: list[tuple[int | None, Any]] = []
         self._serial = 0
         super().__init__()
         self._default_packages()
@@ -284,9 +339,9 @@ class FakeCelitech(FakeApi):
                 return pkg
         return None
 
-    def _price(self, destination: str, gb: float, days: int) -> int:
+    def _price(self, destination: str, gb: float, days: int) -> Any:
         pkg = self._package_for(destination, gb, days)
-        return int(pkg["priceInCents"]) if pkg else 0
+        return self._listed_cents(pkg) if pkg else 0
 
     # -- state changes a phone or a clock would make ------------------------------------------
 
@@ -309,6 +364,50 @@ class FakeCelitech(FakeApi):
     def expire_tokens(self) -> None:
         with self.lock:
             self.tokens.clear()
+
+    def malformed_lookup_next(self, times: int = 1, body: Any = _UNSET) -> None:
+        """The next ``times`` lists filtered by referenceId answer 200 with ``body``."""
+        with self.lock:
+            self._lookup_bodies = [{} if body is _UNSET else body] * times
+
+    def malformed_list_next(
+        self, times: int = 1, body: Any = _UNSET, *, page: int | None = None
+    ) -> None:
+        """The next ``times`` unfiltered purchase lists (page ``page`` only, when given)
+        answer 200 with ``body``."""
+        with self.lock:
+            self._list_bodies = [(page, {} if body is _UNSET else body)] * times
+
+    def set_usage(self, iccid: str, **fields: Any) -> None:
+        """Figures (``remaining``, ``total``) and states (``status``, ``profile_status``)
+        of ``iccid`` as given; no fields: as computed again."""
+        with self.lock:
+            p = self.orders_for(iccid)[-1]
+            if not fields:
+                p.pop("override", None)
+                return
+            if "profile_status" in fields:
+                self.esims[iccid]["status"] = fields.pop("profile_status")
+            if fields:
+                p["override"] = dict(fields)
+
+    def plan_id_of(self, pkg: dict[str, Any]) -> str:
+        """The plan id a user types for a package: the longest accepted duration in its
+        bracket, as esimctl picks it."""
+        allowed = UNLIMITED_DURATIONS if pkg["gb"] == -1 else DURATIONS
+        days = max(d for d in allowed if pkg["minDays"] <= d <= pkg["maxDays"])
+        size = "unl" if pkg["gb"] == -1 else f"{pkg['gb']:g}gb"
+        return f"{pkg['destinationISO2'].lower()}-{size}-{days}d"
+
+    def _listed_cents(self, pkg: dict[str, Any]) -> Any:
+        text = self.price_override.get(pkg["id"])
+        if text is None:
+            text = self.price_override.get(self.plan_id_of(pkg))
+        return pkg["priceInCents"] if text is None else cents_wire(text)
+
+    @staticmethod
+    def _raw(body: Any) -> Reply:
+        return Reply(200, raw=json.dumps(body).encode())
 
     def target_next(
         self,
@@ -387,6 +486,10 @@ class FakeCelitech(FakeApi):
         }
         if self.send_gb_fields:
             package["dataLimitInGB"] = self._gb_number(p["gb"])
+        override = p.get("override", {})
+        if "total" in override:  # set_usage: as given, without the GB twin
+            package["dataLimitInBytes"] = override["total"]
+            package.pop("dataLimitInGB", None)
         out: dict[str, Any] = {"id": p["id"]}
         self._dates(out, "startDate", "startTime", p["start"])
         self._dates(out, "endDate", "endTime", p["end"])
@@ -491,7 +594,7 @@ class FakeCelitech(FakeApi):
                 "dataLimitInBytes": -1 if pkg["gb"] == -1 else int(pkg["gb"] * self.gb_bytes),
                 "minDays": pkg["minDays"],
                 "maxDays": pkg["maxDays"],
-                "priceInCents": pkg["priceInCents"],
+                "priceInCents": self._listed_cents(pkg),
             }
             if self.send_gb_fields:
                 row["dataLimitInGB"] = self._gb_number(pkg["gb"])
@@ -499,6 +602,26 @@ class FakeCelitech(FakeApi):
         return self._page(req, rows, "packages", 160)
 
     def list_purchases(self, req: Request) -> Reply:
+        if req.arg("referenceId"):
+            if self._lookup_bodies:
+                return self._raw(self._lookup_bodies.pop(0))
+        elif self._list_bodies:
+            try:
+                limit = int(float(req.arg("limit", "20") or 20))
+                cursor = req.arg("afterCursor")
+                offset = (
+                    int(base64.urlsafe_b64decode(cursor.encode()).decode().split(":")[1])
+                    if cursor
+                    else 0
+                )
+                page_no: int | None = offset // max(1, limit) + 1
+            except (ValueError, IndexError):
+                page_no = None
+            for i, (page, body) in enumerate(self._list_bodies):
+                if page is None or page == page_no:
+                    del self._list_bodies[i]
+                    return self._raw(body)
+
         def day(name: str) -> float | None:
             v = req.arg(name)
             return datetime.fromisoformat(v).replace(tzinfo=UTC).timestamp() if v else None
@@ -540,6 +663,12 @@ class FakeCelitech(FakeApi):
         body = {"dataUsageRemainingInBytes": left, "status": status}
         if self.send_gb_fields:
             body["dataUsageRemainingInGB"] = round(left / self.gb_bytes, 2)
+        override = p.get("override", {})
+        if "remaining" in override:  # set_usage: as given, without the GB twin
+            body["dataUsageRemainingInBytes"] = override["remaining"]
+            body.pop("dataUsageRemainingInGB", None)
+        if "status" in override:
+            body["status"] = override["status"]
         return Reply(200, body)
 
     def _topup_allowed(self, esim: dict[str, Any]) -> bool:
@@ -599,12 +728,18 @@ class FakeCelitech(FakeApi):
         pkg = self._package_for(esim["destination"], gb, int(duration))
         if pkg is None:
             return Reply(400, {"message": "No package matches the requested size and duration"})
-        if pkg["priceInCents"] > self.balance_cents:
+        listed = self._listed_cents(pkg)
+        recorded = listed if self.charge_override is None else cents_wire(self.charge_override)
+        amount = finite(recorded)
+        if amount is None:  # a claim that is not a number: the listed price is taken
+            amount = finite(listed) if finite(listed) is not None else Decimal(pkg["priceInCents"])
+        if amount > self.balance_cents:
             return Reply(
                 self.insufficient_status,
                 {"message": "Insufficient balance to complete the purchase"},
             )
-        self.balance_cents -= pkg["priceInCents"]
+        left = self.balance_cents - amount
+        self.balance_cents = int(left) if left == left.to_integral_value() else left
         now = self.clock()
         start = now
         if self.topup_start == "after":
@@ -622,6 +757,7 @@ class FakeCelitech(FakeApi):
             body.get("referenceId"),
         )
         p["hidden_reads"] = self.visible_after_reads
+        p["priceInCents"] = recorded
         purchase: dict[str, Any] = {"id": p["id"], "packageId": pkg["id"]}
         self._dates(purchase, "startDate", "startTime", p["start"])
         self._dates(purchase, "endDate", "endTime", p["end"])

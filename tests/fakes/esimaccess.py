@@ -27,6 +27,31 @@ Switches beyond the base ones (``tests/fakes/base.py``):
   ``malformed``, ``truncated``) for the next request to one endpoint only, e.g. the
   purchase. Meant for a request the client sends alone (a purchase is).
 
+Money-guard switches (issue 16: answers that cannot be understood, prices that move, figures
+that cannot be true):
+
+* ``malformed_lookup_next(times=1, body=None, *, after_topup=False)``: the next ``times``
+  *lookups* (``/esim/query`` filtered by ``iccid``, ``esimTranNo`` or ``orderNo``, as an
+  order lookup and the pre-purchase read are) answer HTTP 200 with ``body`` (default
+  ``{"success": true, "errorCode": "0", "errorMsg": null, "obj": null}``). With
+  ``after_topup`` they start only once a ``/esim/topup`` request has been served, so the
+  read before the purchase is left alone. Sets the count (0 stops it).
+* ``malformed_list_next(times=1, body=None)``: the same for the next unfiltered
+  ``/esim/query`` (the account's list); default body ``obj: {}``.
+* ``override(iccid, **fields)``: raw fields merged into that eSIM's ``/esim/query`` record
+  as served (``totalVolume=1e30``, ``orderUsage=-5 * GB``, ``totalVolume=1.5``,
+  ``esimStatus="SUSPENDED"``, ``expiredTime=1e30``); ``orderUsage``/``totalVolume`` are
+  served by ``/esim/usage/query`` too (as ``dataUsage``/``totalData``). The stored state
+  is untouched.
+* ``price_override = {package_code: "…"}``: the package's price in major units (``"-1.40"``,
+  ``"1e-18"``, ``"1e308"``), listed by ``/package/list`` (×10,000: an integer when whole,
+  else a string) and asked by the top-up.
+* ``charge_override = "…"``: what the fake asks and charges at purchase time, unseen in the
+  listing (a raise ``"2.00"`` between listing and buying, ``"-50"``, ``"0"``). A top-up
+  carrying ``amount`` is checked against it like against any current price: a different
+  ``amount`` is refused with ``200005`` and nothing is charged. The top-up answer carries no
+  price (as documented); what was charged is in ``topups[i]["price"]`` (1/10,000 USD).
+
 ``seed(n)`` adds N eSIMs in use (benchmarks seed 40-1000); ``add_esim`` adds one in any
 state; ``use_data`` consumes data (usage settles with a later ``lastUpdateTime``).
 """
@@ -40,6 +65,7 @@ import itertools
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,7 +168,8 @@ class FakeEsimAccess(FakeApi):
     ) -> None:
         self.access_code = access_code
         self.secret_key = secret_key
-        self.balance = balance  # 1/10,000 USD
+        #: 1/10,000 USD; a Decimal once a fractional ``price_override`` was charged.
+        self.balance: int | Decimal = balance
         self.require_signature = True
         self.sign_key = "secret"
         self.require_filter = False
@@ -161,6 +188,15 @@ class FakeEsimAccess(FakeApi):
         self.orders: dict[str, dict[str, Any]] = {}  # transactionId -> {orderNo, ...}
         self._seq = itertools.count(1)
         self._targeted: dict[str, deque[_Fault]] = {}
+        # money-guard switches (see the module docstring)
+        self.price_override: dict[str, str] = {}
+        self.charge_override: str | None = None
+        self.overrides: dict[str, dict[str, Any]] = {}
+        self._malformed_lookups = 0
+        self._malformed_lookup_body: Any = None
+        self._lookups_after_topup = False
+        self._malformed_lists = 0
+        self._malformed_list_body: Any = None
         super().__init__()
 
     # -- seeding -----------------------------------------------------------------------------
@@ -306,6 +342,45 @@ class FakeEsimAccess(FakeApi):
             for _ in range(times):
                 q.append(_Fault(kind, status=status, body=body, seconds=seconds))
 
+    def malformed_lookup_next(
+        self, times: int = 1, body: Any = None, *, after_topup: bool = False
+    ) -> None:
+        with self.lock:
+            self._malformed_lookups = times
+            self._malformed_lookup_body = body if body is not None else self._ok(None)
+            self._lookups_after_topup = after_topup
+
+    def malformed_list_next(self, times: int = 1, body: Any = None) -> None:
+        with self.lock:
+            self._malformed_lists = times
+            self._malformed_list_body = body if body is not None else self._ok({})
+
+    def override(self, iccid: str, **fields: Any) -> None:
+        with self.lock:
+            self.overrides.setdefault(iccid, {}).update(fields)
+
+    def _units(self, major: str) -> Decimal:
+        return Decimal(major) * 10_000
+
+    def price_units(self, pkg: dict[str, Any]) -> Decimal:
+        """The package's current price in 1/10,000 USD (``price_override`` first)."""
+        code = pkg["packageCode"]
+        if code in self.price_override:
+            return self._units(self.price_override[code])
+        return Decimal(int(pkg["price"]))
+
+    def _listed(self, pkg: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(pkg)
+        if pkg["packageCode"] in self.price_override:
+            units = self.price_units(pkg)
+            out["price"] = int(units) if units == units.to_integral_value() else str(units)
+        return out
+
+    def _served(self, record: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(record)
+        out.update(copy.deepcopy(self.overrides.get(record["iccid"], {})))
+        return out
+
     def rate_limited_reply(self, retry_after: float) -> Reply:
         # Undocumented: eSIM Access publishes no 429 example. This fake answers HTTP 429
         # with its envelope and the "system busy" code, plus Retry-After.
@@ -411,7 +486,8 @@ class FakeEsimAccess(FakeApi):
     # -- endpoints ---------------------------------------------------------------------------
 
     def _balance(self, body: dict[str, Any]) -> Reply:
-        return Reply(200, self._ok({"balance": self.balance}))
+        bal = self.balance
+        return Reply(200, self._ok({"balance": int(bal) if bal == int(bal) else str(bal)}))
 
     def _locations(self, body: dict[str, Any]) -> Reply:
         codes = sorted({p["locationCode"] for p in self.base_packages})
@@ -460,7 +536,7 @@ class FakeEsimAccess(FakeApi):
             rows = [p for p in rows if p["locationCode"].startswith("GL")]
         elif loc:
             rows = [p for p in rows if p["locationCode"] == loc]
-        return Reply(200, self._ok({"packageList": copy.deepcopy(rows)}))
+        return Reply(200, self._ok({"packageList": [self._listed(p) for p in rows]}))
 
     def _query(self, body: dict[str, Any]) -> Reply:
         pager = body.get("pager")
@@ -475,6 +551,14 @@ class FakeEsimAccess(FakeApi):
                 "000107", "The length of the request parameter does not meet the requirement."
             )
         tran, iccid, order_no = body.get("esimTranNo"), body.get("iccid"), body.get("orderNo")
+        if tran or iccid or order_no:
+            armed = not self._lookups_after_topup or bool(self.topup_answers)
+            if self._malformed_lookups > 0 and armed:
+                self._malformed_lookups -= 1
+                return Reply(200, copy.deepcopy(self._malformed_lookup_body))
+        elif self._malformed_lists > 0:
+            self._malformed_lists -= 1
+            return Reply(200, copy.deepcopy(self._malformed_list_body))
         start, end = parse(body.get("startTime")), parse(body.get("endTime"))
         if self.require_filter and not (tran or iccid or order_no or start):
             return self._fail("000105", "Request parameters (mandatory) are not contained")
@@ -500,7 +584,7 @@ class FakeEsimAccess(FakeApi):
             200,
             self._ok(
                 {
-                    "esimList": copy.deepcopy(page),
+                    "esimList": [self._served(e) for e in page],
                     "pager": {"pageSize": size, "pageNum": num, "total": len(rows)},
                 }
             ),
@@ -514,15 +598,15 @@ class FakeEsimAccess(FakeApi):
             return self._fail(
                 "000107", "The length of the request parameter does not meet the requirement."
             )
+        served = {t: self._served(self.esims[t]) for t in trans if t in self.esims}
         rows = [
             {
                 "esimTranNo": t,
-                "dataUsage": self.esims[t]["orderUsage"],
-                "totalData": self.esims[t]["totalVolume"],
+                "dataUsage": e["orderUsage"],
+                "totalData": e["totalVolume"],
                 "lastUpdateTime": fmt(self.last_update.get(t)),
             }
-            for t in trans
-            if t in self.esims
+            for t, e in served.items()
         ]
         return Reply(200, self._ok(rows if self.usage_bare_list else {"esimUsageList": rows}))
 
@@ -561,10 +645,22 @@ class FakeEsimAccess(FakeApi):
                 periods = 0
             if not 1 <= periods <= 365:
                 return self._fail("000106", "Request parameter (mandatory) is null")
-        price = int(pkg["price"]) * periods
+        unit = (
+            self._units(self.charge_override)
+            if self.charge_override is not None
+            else self.price_units(pkg)
+        )
+        price: Decimal | int = unit * periods
+        if price == int(price):
+            price = int(price)
         amount = body.get("amount")
-        if amount not in (None, "") and int(str(amount)) != price:
-            return self._fail("200005", "Package price error. Check price.")
+        if amount not in (None, ""):
+            try:
+                sent = Decimal(str(amount))
+            except ArithmeticError:
+                sent = None
+            if sent is None or not sent.is_finite() or sent != price:
+                return self._fail("200005", "Package price error. Check price.")
         if self.balance < price:
             return self._fail("200007", "Insufficient account balance")
         self.balance -= price

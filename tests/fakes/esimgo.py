@@ -34,10 +34,34 @@ Test helpers: ``add_esim``, ``seed(n)``, ``use(iccid, bytes)``, ``advance(days=.
 ``release_processing()``, ``add_bundle``; targeted faults that hit only the purchase
 request: ``drop_transaction_next()``, ``fail_transaction_next(status)``,
 ``hang_transaction_next(seconds)``.
+
+Money-guard switches (issue 16: answers that cannot be understood, prices that move, figures
+that cannot be true):
+
+* ``malformed_lookup_next(times=1, body={})``: the next ``times`` ``GET /orders`` (the order
+  lookup, and history) answer HTTP 200 with ``body`` (``{}``, ``{"orders": None}``, ``None``,
+  an order without its reference…). Sets the count (0 stops it).
+* ``malformed_list_next(times=1, body={})``: the same for ``GET /esims`` (the eSIM list).
+* ``override(iccid, esim_state=None, **assignment_fields)``: ``esim_state`` replaces the
+  eSIM's ``state`` in the list and detail (``"suspended"``); other fields are merged into
+  every assignment of that eSIM as served (``initialQuantity=1e30``,
+  ``remainingQuantity=-5 * GB``, ``bundleState="SUSPENDED"``). The stored state is untouched.
+* ``price_override = {bundle: "…"}``: the bundle's price (``"-1.40"``, ``"1e-18"``,
+  ``"1e308"``), listed by the catalogue (as a JSON number where one can carry it, else a
+  string) and asked by ``validate`` and ``transaction``.
+* ``charge_override = "…"``: what ``validate`` and ``transaction`` say at purchase time,
+  unseen in the catalogue (a raise ``"12.00"``, ``"-50"``, ``"0"``, ``"NaN"``): the total,
+  subTotal and pricePerUnit of both answers; the transaction records and debits it.
+  ``validate_override = "…"`` replaces only the validate answer's total (a provider whose
+  price check and charge disagree).
+* Counting: ``validations`` holds each validate request's body (no charge, no state
+  change); ``orders`` only the transactions, which charged; ``charged_orders`` is their
+  number.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -191,6 +215,17 @@ class FakeEsimGo(FakeApi):
         self.organisation_shape = "flat"
         self.hold_processing = False
         self.insufficient_message = "Insufficient balance to complete order"
+        # money-guard switches (see the module docstring)
+        self.price_override: dict[str, str] = {}
+        self.charge_override: str | None = None
+        self.validate_override: str | None = None
+        self.validations: list[dict[str, Any]] = []
+        self.esim_overrides: dict[str, dict[str, Any]] = {}
+        self.bundle_overrides: dict[str, dict[str, Any]] = {}
+        self._malformed_lookups = 0
+        self._malformed_lookup_body: Any = {}
+        self._malformed_lists = 0
+        self._malformed_list_body: Any = {}
         # rate limit: a fixed one-second window of tokens
         self.token_limit = 10
         self.costs = {"catalogue": 5, "orders": 2}
@@ -221,6 +256,44 @@ class FakeEsimGo(FakeApi):
     def fail_when(self, match: Callable[[Request], bool], status: int, body: Any = None,
                   headers: dict[str, str] | None = None) -> None:  # fmt: skip
         self._faults.targeted.append((match, _Fault("status", status, body, headers or {})))
+
+    # -- money-guard switches --------------------------------------------------------------
+
+    def malformed_lookup_next(self, times: int = 1, body: Any = None) -> None:
+        with self.lock:
+            self._malformed_lookups = times
+            self._malformed_lookup_body = {} if body is None else body
+
+    def malformed_list_next(self, times: int = 1, body: Any = None) -> None:
+        with self.lock:
+            self._malformed_lists = times
+            self._malformed_list_body = {} if body is None else body
+
+    def override(self, iccid: str, esim_state: str | None = None, **fields: Any) -> None:
+        with self.lock:
+            if esim_state is not None:
+                self.esim_overrides.setdefault(iccid, {})["state"] = esim_state
+            if fields:
+                self.bundle_overrides.setdefault(iccid, {}).update(fields)
+
+    @property
+    def charged_orders(self) -> int:
+        return len(self.orders)
+
+    def price_of(self, name: str) -> Decimal:
+        """The bundle's current price (``price_override`` first)."""
+        if name in self.price_override:
+            return Decimal(self.price_override[name])
+        return Decimal(str(self.catalogue[name]["price"]))
+
+    @staticmethod
+    def _number(d: Decimal) -> Any:
+        """A JSON number where a float carries it, else the decimal's text."""
+        try:
+            f = float(d)
+        except (OverflowError, ValueError):
+            return str(d)
+        return f if math.isfinite(f) or not d.is_finite() else str(d)
 
     # -- seeding ---------------------------------------------------------------------------
 
@@ -482,10 +555,15 @@ class FakeEsimGo(FakeApi):
         return Reply(200, org)
 
     def _summary(self, e: dict[str, Any]) -> dict[str, Any]:
-        return {k: e[k] for k in ("iccid", "customerRef", "msisdn", "lastAction", "actionDate",
-                                  "physical", "assignedDate", "state")}  # fmt: skip
+        out = {k: e[k] for k in ("iccid", "customerRef", "msisdn", "lastAction", "actionDate",
+                                 "physical", "assignedDate", "state")}  # fmt: skip
+        out.update(self.esim_overrides.get(e["iccid"], {}))
+        return out
 
     def list_esims(self, req: Request) -> Reply:
+        if self._malformed_lists > 0:
+            self._malformed_lists -= 1
+            return Reply(200, self._malformed_list_body)
         rows = sorted(self.esims.values(), key=lambda e: e["iccid"])
         page = self._page(req, "perPage", 25, (10, 25, 50, 100), rows)
         if isinstance(page, Reply):
@@ -515,6 +593,7 @@ class FakeEsimGo(FakeApi):
                 "brandingId": "(default)",
                 "profileName": e["profileName"],
                 "state": e["state"],
+                **self.esim_overrides.get(iccid, {}),
             },
         )
 
@@ -545,6 +624,7 @@ class FakeEsimGo(FakeApi):
             out["startTime"] = iso_z(a["start"])
         if a["end"] is not None:
             out["endTime"] = iso_z(a["end"])
+        out.update(self.bundle_overrides.get(a["iccid"], {}))
         return out
 
     def get_bundles(self, req: Request) -> Reply:
@@ -604,6 +684,8 @@ class FakeEsimGo(FakeApi):
         out = dict(b)
         if out["unlimited"]:
             out["dataAmount"] = self.unlimited_data_amount
+        if b["name"] in self.price_override:
+            out["price"] = self._number(self.price_of(b["name"]))
         return out
 
     def get_catalogue(self, req: Request) -> Reply:
@@ -638,7 +720,7 @@ class FakeEsimGo(FakeApi):
             lines.append(item)
         return {
             "order": lines,
-            "total": float(o["total"]),
+            "total": self._number(o["total"]),
             "currency": self.currency,
             "status": o["status"],
             "statusMessage": o["statusMessage"],
@@ -650,6 +732,9 @@ class FakeEsimGo(FakeApi):
         }
 
     def list_orders(self, req: Request) -> Reply:
+        if self._malformed_lookups > 0:
+            self._malformed_lookups -= 1
+            return Reply(200, self._malformed_lookup_body)
         rows = sorted(self.orders, key=lambda o: o["created"], reverse=True)
         for raw in req.query.get("createdAt", []):
             op, _, value = raw.partition(":") if ":" in raw[:4] else ("eq", "", raw)
@@ -675,8 +760,9 @@ class FakeEsimGo(FakeApi):
         if self.orders_shape == "wrapped":
             return Reply(200, {"orders": body})
         if self.orders_shape == "single":
-            # v2.4's generated client types the answer as one order object.
-            return Reply(200, body[0] if body else {})
+            # v2.4's generated client types the answer as one order object; with no order
+            # there is none to give, so an empty list ({} would be an unreadable answer).
+            return Reply(200, body[0] if body else [])
         return Reply(200, body)
 
     def get_order(self, req: Request) -> Reply:
@@ -723,34 +809,42 @@ class FakeEsimGo(FakeApi):
                         "Set allowReassign to true to assign a new profile."
                     )
             lines.append((name, qty, iccids, bool(line.get("allowReassign"))))
-        total = sum((Decimal(str(self.catalogue[n]["price"])) * q for n, q, _, _ in lines),
-                    Decimal(0))  # fmt: skip
+
+        def unit(name: str) -> Decimal:
+            if self.charge_override is not None:
+                return Decimal(self.charge_override)
+            return self.price_of(name)
+
+        total = sum((unit(n) * q for n, q, _, _ in lines), Decimal(0))
         items = [
             {
                 "type": "bundle",
                 "item": n,
                 "quantity": q,
-                "subTotal": float(Decimal(str(self.catalogue[n]["price"])) * q),
-                "pricePerUnit": self.catalogue[n]["price"],
+                "subTotal": self._number(unit(n) * q),
+                "pricePerUnit": self._number(unit(n)),
                 "AllowReassign": r,
             }
             for n, q, _, r in lines
         ]
         if kind == "validate":
+            self.validations.append(body)
+            said = Decimal(self.validate_override) if self.validate_override else total
             return Reply(
                 200,
                 {
                     "order": items,
-                    "total": float(total),
+                    "total": self._number(said),
                     "valid": True,
                     "currency": self.currency,
                     "createdDate": iso_nano(self.now),
                     "assigned": assign,
                 },
             )
-        if total > self.balance:
-            return self._bad(self.insufficient_message)
-        self.balance -= total
+        if total.is_finite():
+            if total > self.balance:
+                return self._bad(self.insufficient_message)
+            self.balance -= total
         ref = str(uuid.uuid4())
         created = self.now
         for item, (name, qty, iccids, reassign) in zip(items, lines, strict=True):

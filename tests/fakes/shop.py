@@ -4,7 +4,11 @@
 carries our reference, stacks data and extends the end date, and can be looked up by
 reference. Its own switch ``hang_after_commit`` commits a purchase and then holds the
 answer back, so a test can SIGKILL the client in the window between the provider
-committing and the client hearing of it.
+committing and the client hearing of it. ``prices`` (plan id → price text) changes what
+the list says a plan costs, ``charge`` what a purchase answers and records as charged
+(a price rise between listing and buying, or a nonsense figure), and ``set_figures``
+changes an eSIM's figures to anything, however absurd; ``hang_topups`` holds the top-up
+list's answer back (a slow network before anything is bought).
 
 ``ShopProvider`` is loaded by a real ``python -m esimctl`` process as a *plugin*:
 ``install_plugin(dir)`` writes a ``.dist-info`` with an ``esimctl.providers`` entry point,
@@ -43,6 +47,12 @@ class FakeShop(FakeApi):
         self.hang_after_commit = 0.0
         #: False: a purchase is recorded but shows on the eSIM only at ``apply_pending()``.
         self.apply_at_once = True
+        #: Plan id -> the price the plan list shows (the plan's own price otherwise).
+        self.prices: dict[str, str] = {}
+        #: The price a purchase answers with and records as charged (None: the list price).
+        self.charge: str | None = None
+        #: Seconds the top-up list takes to answer (a slow network before any purchase).
+        self.hang_topups = 0.0
         super().__init__()
 
     def seed(self, iccid: str, label: str, *, total: int, remaining: int, days_left: float) -> None:
@@ -54,6 +64,18 @@ class FakeShop(FakeApi):
             "remaining": remaining,
             "expires_at": iso(expires),
         }
+
+    def set_figures(self, iccid: str, **figures: Any) -> None:
+        """``set_figures(iccid, remaining=10**30)``: whatever the provider's bug says."""
+        with self.lock:
+            self.esims[iccid].update(figures)
+
+    def listed(self) -> list[dict[str, Any]]:
+        return [{**p, "price": self.prices.get(str(p["id"]), p["price"])} for p in PLANS]
+
+    def charged(self) -> list[str]:
+        """What every order was charged, as recorded."""
+        return [str(o["price"]) for o in self.orders]
 
     def register(self) -> None:
         self.route("GET", "/esims", self._list)
@@ -70,7 +92,9 @@ class FakeShop(FakeApi):
         return self._auth(req) or Reply(200, {"esims": list(self.esims.values())})
 
     def _topups(self, req: Request) -> Reply:
-        return self._auth(req) or Reply(200, {"plans": PLANS})
+        if self.hang_topups:
+            time.sleep(self.hang_topups)
+        return self._auth(req) or Reply(200, {"plans": self.listed()})
 
     def _buy(self, req: Request) -> Reply:
         denied = self._auth(req)
@@ -86,7 +110,7 @@ class FakeShop(FakeApi):
             "iccid": sim["iccid"],
             "plan_id": plan["id"],
             "plan": plan["name"],
-            "price": plan["price"],
+            "price": self.charge if self.charge is not None else plan["price"],
             "reference": body.get("reference"),
             "created_at": iso(datetime.now(UTC)),
         }

@@ -195,8 +195,19 @@ def renew(
     ] = None,
     again: Annotated[
         bool,
-        typer.Option("--again", help="Buy even if the same top-up is still pending on it."),
+        typer.Option(
+            "--again",
+            help="Buy even if the same top-up was bought in the last 15 min or is pending.",
+        ),
     ] = False,
+    accept_charge: Annotated[
+        str | None,
+        typer.Option(
+            "--accept-charge",
+            metavar="ORDER",
+            help="Accept an order charged beyond a limit; renew --auto buys for it again.",
+        ),
+    ] = None,
     account: AccountOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     json_: JsonOpt = False,
@@ -227,6 +238,7 @@ def renew(
         price=price,
         order_number=order_number,
         again=again,
+        accept_charge=accept_charge,
     )
     _done(env, finish(env, run_renew(opts, env), json=json_))
 
@@ -424,6 +436,12 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
     except Exception as exc:
         if env.debug:
             raise
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+            # A ledger read outside ledger.py's own methods: the same one-line errors.
+            from esimctl.ledger import ledger_error
+
+            return _report(env, ledger_error(exc, env.paths.ledger_file))
         return _report(
             env,
             EsimctlError(f"unexpected {type(exc).__name__}; run again with --debug for details"),
@@ -431,13 +449,16 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
 
 
 def main() -> None:
+    import os
+
+    # Belt and braces: whatever esimctl (or a library) creates is private (0600 / 0700),
+    # whatever the user's umask; paths.private_dir and private_file set modes themselves.
+    os.umask(0o077)
     code = run()
     try:
         if sys.stdout is not None:  # `esimctl status >&-`
             sys.stdout.flush()
     except BrokenPipeError:
         # `esimctl status | head -1`: the reader left; say nothing more.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(code)

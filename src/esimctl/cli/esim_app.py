@@ -34,6 +34,15 @@ AccountArg = Annotated[str, typer.Argument(help="The manual seller's account.")]
 OrderOpt = Annotated[
     str | None, typer.Option("--order", help="The seller's order number (if several pending).")
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Record it even though it looks wrong: a reading above the total or older than "
+        "the latest, an end date in the past, an activation date in the future (a terminal "
+        "asks instead; a script is refused, exit 2).",
+    ),
+]
 
 
 def _finish(env: Env, result: Result, json_: bool) -> None:
@@ -69,6 +78,7 @@ def add(
     ] = None,
     plan: Annotated[str | None, typer.Option("--plan", help="The package's name.")] = None,
     order: Annotated[str | None, typer.Option("--order", help="The seller's order number.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Record an eSIM bought from a seller without an API, and its current package.
@@ -91,6 +101,7 @@ def add(
         activated=activated,
         plan=plan,
         order_number=order,
+        force=force,
     )
     _finish(env, run_add_esim(opts, env), json_)
 
@@ -105,17 +116,52 @@ def reading(
     until: Annotated[
         str | None, typer.Option("--until", help="The end date the seller's app shows.")
     ] = None,
+    total: Annotated[
+        str | None,
+        typer.Option("--total", help="The total the seller's app shows, if it differs: fixes it."),
+    ] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Record what the seller's app shows: data left (and the end date); it settles top-ups.
 
+    A reading never changes the total: one above it, or older than the latest, is asked about
+    (refused in a script unless --force); --total corrects the total.
+
     Examples: esimctl esim reading Tokyo 1.2GB · esimctl esim reading Tokyo 4.1GB --until
-    2026-12-11 --at 2026-12-04T09:30
+    2026-12-11 --at 2026-12-04T09:30 · esimctl esim reading Tokyo 9.8GB --total 11GB
     """
     from esimctl.cli.commands.esim import ReadingOptions, run_reading
 
     env = context.begin("esim reading", json=json_)
-    _finish(env, run_reading(ReadingOptions(esim, remaining, at, until), env), json_)
+    opts = ReadingOptions(esim, remaining, at, until, total, force)
+    _finish(env, run_reading(opts, env), json_)
+
+
+@esim_app.command("edit")
+def edit(
+    esim: EsimArg,
+    total: Annotated[
+        str | None,
+        typer.Option(
+            "--total", help="The right total now (package and top-ups applied), e.g. 11GB."
+        ),
+    ] = None,
+    activated: Annotated[
+        str | None, typer.Option("--activated", help="The right activation date or time.")
+    ] = None,
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Correct an eSIM recorded by hand: its total, its activation date.
+
+    Examples: esimctl esim edit Tokyo --total 11GB · esimctl esim edit Tokyo --activated
+    2026-11-25
+    """
+    from esimctl.cli.commands.esim import EditOptions, run_edit
+
+    env = context.begin("esim edit", json=json_)
+    _finish(env, run_edit(EditOptions(esim, total, activated, force), env), json_)
 
 
 @esim_app.command("confirm")

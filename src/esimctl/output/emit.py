@@ -13,6 +13,7 @@ from typing import Any
 
 from esimctl.env import Env
 from esimctl.errors import EsimctlError, ExitCode
+from esimctl.output.human import esc
 from esimctl.serialize import iso
 
 SCHEMA_VERSION = 1
@@ -79,17 +80,7 @@ class Table:
     footer: list[str] = field(default_factory=list)
 
     def add(self, *cells: tuple[str, str] | str) -> None:
-        self.rows.append([c if isinstance(c, tuple) else (_escape(c), c) for c in cells])
-
-
-def _escape(text: str) -> str:
-    # Rich's escape changes only "[..." and a trailing backslash; skipping it otherwise
-    # keeps Rich unimported for --json and pipes (a tenth of status's start-up).
-    if "[" not in text and not text.endswith("\\"):
-        return text
-    from rich.markup import escape
-
-    return escape(text)
+        self.rows.append([c if isinstance(c, tuple) else (esc(c), c) for c in cells])
 
 
 def write_table(env: Env, table: Table, *, empty: str = "nothing to show") -> None:

@@ -77,3 +77,18 @@ def bar(fraction: float, width: int = 8) -> str:
 
 def money(m: Money | None) -> str:
     return "?" if m is None else str(m)
+
+
+def esc(text: object) -> str:
+    """Provider and user text as text: ``[eSIM]`` in a plan name is not Rich markup.
+
+    The one escape of esimctl: every provider's or user's string that reaches Rich markup
+    (a table cell, a result line) goes through it."""
+    s = str(text)
+    # Rich's escape changes only "[..." and a trailing backslash; skipping it otherwise
+    # keeps Rich unimported for --json and pipes (a tenth of status's start-up).
+    if "[" not in s and not s.endswith("\\"):
+        return s
+    from rich.markup import escape
+
+    return escape(s)

@@ -22,11 +22,17 @@ The room for everything Airalo-specific. What the API looks like (see
 * A top-up (``POST /v2/orders/topups``) has no idempotency key. Our reference travels in
   ``description`` and an order is found again with ``filter[description]``, then by reading
   the order list since the purchase.
+* An answer of a shape esimctl does not know is never read as "nothing": a list that is
+  not a list is an error for the account, an order lookup that cannot be read leaves the
+  order unresolved (never "not made"), a status the docs do not list is ``unknown``, and
+  figures are kept as given (fractional MB exact; negative or absurd ones are refused by
+  the validator in ``esimctl.validate``, by name), never rounded to 0 or invented.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -68,6 +74,12 @@ MAX_PAGES = 500
 _OUR_DESCRIPTION = re.compile(r"^(?:esimctl )?(\S+)(?: \((\d{16,22})\))?$")
 #: Airalo's default top-up description is ``Topup (<iccid>)``.
 _ICCID_IN_TEXT = re.compile(r"\((\d{16,22})\)")
+#: No JSON number reaches beyond 1e308: a text figure beyond this is junk, not a size or a
+#: price (1e308 itself is kept, for the validator to refuse by name).
+_MAX_EXPONENT = 400
+#: Bytes beyond any float are not kept as a number (they cannot even be shown as 1e+314);
+#: the validator names anything above 100 TB.
+_MAX_BYTES = 10**307
 
 _USAGE_STATES = {
     "NOT_ACTIVE": EsimState.NOT_ACTIVE,
@@ -82,13 +94,13 @@ _PACKAGE_STATES = {
     "NOT_ACTIVE": "queued",
     "FINISHED": "depleted",
     "EXPIRED": "expired",
-}
+}  # any other status of a package is "unknown"
 _ORDER_STATES = {
     "completed": OrderState.COMPLETED,
     "partially_refunded": OrderState.COMPLETED,
     "failed": OrderState.FAILED,
     "refunded": OrderState.FAILED,
-}
+}  # any other status is not a verdict: pending, never completed nor failed
 
 
 # -- value parsers: the documented types are not the types that arrive --------------------
@@ -109,14 +121,20 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def to_decimal(value: Any) -> Decimal | None:
-    """``4.5``, ``"9.50"``, ``10`` → Decimal; None, booleans and junk → None."""
-    if value is None or isinstance(value, bool):
+    """``4.5``, ``"9.50"``, ``10`` → Decimal; None, booleans and junk → None.
+
+    NaN, infinities and exponents beyond any JSON number (``"1e999999"``) are junk too;
+    a negative or absurd figure is kept as given, for the validator to refuse by name.
+    """
+    if value is None or isinstance(value, (bool, dict, list)):
         return None
     try:
         d = Decimal(str(value).strip())
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         return None
-    return d if d.is_finite() else None
+    if not d.is_finite() or (d and abs(d.adjusted()) > _MAX_EXPONENT):
+        return None
+    return d
 
 
 def to_int(value: Any) -> int | None:
@@ -127,9 +145,17 @@ def to_int(value: Any) -> int | None:
     return int(d)
 
 
-def _mb(value: Any) -> int | None:
-    n = to_int(value)
-    return None if n is None else n * MB
+def to_bytes(value: Any) -> int | None:
+    """A figure in MB of 1024 (``3072``, ``0.5``, ``"512.5"``) as a whole number of bytes.
+
+    Exact (Decimal, no float rounding): half a MB is 524,288 bytes, never 0. Negative
+    and absurd figures are kept as given; junk, NaN and infinities are None.
+    """
+    d = to_decimal(value)
+    if d is None:
+        return None
+    n = int((d * MB).to_integral_value(rounding=ROUND_HALF_UP))
+    return n if abs(n) <= _MAX_BYTES else None
 
 
 def _says_unlimited(*texts: Any) -> bool:
@@ -140,15 +166,27 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def read_page(body: Any) -> list[dict[str, Any]] | None:
+    """The records of one page: ``data`` as a list of objects, or as an object keyed by
+    index (``/v2/packages`` from page 2 on). None when the answer has another shape
+    (``{}``, ``{"data": null}``, ``{"data": {}}``, records that are not objects): such
+    an answer says nothing, least of all "there are none"."""
+    if not isinstance(body, dict):
+        return None
+    data = body.get("data")
+    if isinstance(data, dict):
+        if not data or any(to_int(k) is None for k in data):
+            return None
+        data = [data[k] for k in sorted(data, key=lambda k: to_int(k) or 0)]
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        return None
+    return data
+
+
 def page_items(body: Any) -> list[dict[str, Any]]:
-    """The records of one page: ``data`` as a list, or as an object keyed by index."""
-    data = _dict(body).get("data")
-    if isinstance(data, dict):  # /v2/packages from page 2 on
-        keys = sorted(data, key=lambda k: (to_int(k) is None, to_int(k) or 0, str(k)))
-        data = [data[k] for k in keys]
-    if not isinstance(data, list):
-        return []
-    return [d for d in data if isinstance(d, dict)]
+    """The records of one page, leniently: nothing where the shape is not understood.
+    Only for answers where nothing depends on "none" (counting); lists use ``read_page``."""
+    return read_page(body) or []
 
 
 def has_next_page(body: Any, page: int) -> bool:
@@ -168,11 +206,13 @@ def plan_price(pkg: Mapping[str, Any], pricing: Mapping[str, Any] | None = None)
     ``net_price`` under net pricing; under discount pricing ``net_price`` is null and the
     charge is the retail ``price`` less ``discount_percentage``.
     """
-    net = to_decimal(pkg.get("net_price"))
-    if net is None:
-        net = to_decimal(_dict(_dict(pkg.get("prices")).get("net_price")).get(CURRENCY))
-    if net is not None:
-        return Money(net, CURRENCY)
+    given = pkg.get("net_price")
+    if given is None:
+        given = _dict(_dict(pkg.get("prices")).get("net_price")).get(CURRENCY)
+    if given is not None:
+        # A net price that is given but not a number is no price, never the retail one.
+        net = to_decimal(given)
+        return Money(net, CURRENCY) if net is not None else None
     retail = to_decimal(pkg.get("price"))
     if retail is None:
         return None
@@ -180,7 +220,10 @@ def plan_price(pkg: Mapping[str, Any], pricing: Mapping[str, Any] | None = None)
     discount = to_decimal(p.get("discount_percentage"))
     if p.get("model") == "discount_pricing" and discount:
         charged = retail * (Decimal(100) - discount) / Decimal(100)
-        return Money(charged.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), CURRENCY)
+        # Too large to have cents: kept as given, the validator refuses it by name.
+        with contextlib.suppress(ArithmeticError):
+            charged = charged.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        return Money(charged, CURRENCY)
     return Money(retail, CURRENCY)
 
 
@@ -195,8 +238,8 @@ def plan_from(
 ) -> Plan:
     """One package of ``/v2/sims/{iccid}/topups`` or ``/v2/packages`` as a Plan."""
     unlimited = pkg.get("is_unlimited") is True or _says_unlimited(pkg.get("data"))
-    amount = to_int(pkg.get("amount"))
-    data_bytes = None if unlimited or not amount else amount * MB
+    amount = to_bytes(pkg.get("amount"))
+    data_bytes = None if unlimited or not amount else amount
     title = str(pkg.get("title") or pkg.get("data") or pkg.get("id"))
     return Plan(
         id=str(pkg.get("id")),
@@ -242,7 +285,7 @@ def order_from(
         sim_iccid = sims[0].get("iccid")
     status = _dict(item.get("status")).get("slug") or item.get("status")
     state = (
-        _ORDER_STATES.get(str(status).lower(), OrderState.COMPLETED)
+        _ORDER_STATES.get(str(status).lower(), OrderState.PENDING)
         if status
         else (
             OrderState.COMPLETED  # the API only lists processed orders; a 200 top-up is done
@@ -283,9 +326,9 @@ def packages_from(history: Iterable[Mapping[str, Any]]) -> tuple[Package, ...]:
         out.append(
             Package(
                 name=str(pkg.get("title") or pkg.get("data") or pkg.get("id") or "") or None,
-                state=_PACKAGE_STATES.get(str(h.get("status")), str(h.get("status")).lower()),
-                data_total_bytes=None if unlimited else _mb(pkg.get("amount")) or None,
-                data_remaining_bytes=None if unlimited else _mb(h.get("remaining")),
+                state=_PACKAGE_STATES.get(str(h.get("status")).upper(), "unknown"),
+                data_total_bytes=None if unlimited else to_bytes(pkg.get("amount")) or None,
+                data_remaining_bytes=None if unlimited else to_bytes(h.get("remaining")),
                 unlimited=unlimited,
                 expires_at=parse_time(h.get("expired_at")),
             )
@@ -314,7 +357,9 @@ def esim_from(
     else:
         state = _USAGE_STATES.get(status, EsimState.UNKNOWN)
 
-    total, remaining = to_int(u.get("total")), to_int(u.get("remaining"))
+    # Figures as given (fractional MB, negative, absurd): never rounded to 0, never
+    # clamped, never invented; the validator refuses the implausible ones by name.
+    total, remaining = to_bytes(u.get("total")), to_bytes(u.get("remaining"))
     package_unlimited = _says_unlimited(simable.get("data"), simable.get("package_id"))
     if u.get("is_unlimited") is True:
         unlimited = True
@@ -330,9 +375,9 @@ def esim_from(
 
     total_b = remaining_b = None
     if not unlimited and not recycled and total:
-        # A package of 0 MB does not exist: 0/0 is "unknown", never "0 left".
-        total_b = total * MB
-        remaining_b = max(remaining or 0, 0) * MB
+        # A package of 0 MB does not exist: 0/0 is "unknown", never "0 left"; a missing
+        # remaining figure is unknown too, never 0 (which reads "depleted" and buys).
+        total_b, remaining_b = total, remaining
     expires = parse_time(u.get("expired_at"))
     if state == EsimState.ACTIVE:
         if expires is not None and expires <= now:
@@ -484,6 +529,7 @@ class AiraloProvider(Provider):
                 error_mapper=self._map_error,
                 retries=self._retries,
                 extra=self.ctx.extra,
+                secrets=self.ctx.secrets.values(),  # masked in its errors
             )
         return self._api
 
@@ -493,10 +539,8 @@ class AiraloProvider(Provider):
             self._api = None
 
     def _scrub(self, text: str) -> str:
-        for value in self.ctx.secrets.values():
-            if value and len(value) >= 4:
-                text = text.replace(value, "***")
-        return text
+        # One scrubber for the account: its secrets and every token sent (http.Scrubber).
+        return self.api.scrub(text)
 
     def _endpoint_throttle(self, path: str) -> Throttle:
         # One bucket per endpoint shape (ICCIDs and ids folded), as sandbox counts them.
@@ -609,7 +653,9 @@ class AiraloProvider(Provider):
         while page <= MAX_PAGES:
             query = {**(params or {}), "limit": str(self.PAGE_SIZE), "page": str(page)}
             body = await self._call("GET", path, params=query, throttles=throttles)
-            items = page_items(body)
+            items = read_page(body)
+            if items is None:  # not "no records": an answer that says nothing
+                raise self._unreadable(path)
             out.extend(items)
             if not items or not has_next_page(body, page):
                 break
@@ -617,6 +663,25 @@ class AiraloProvider(Provider):
         return out
 
     # -- errors ------------------------------------------------------------------------------
+
+    def _unreadable(self, path: str) -> ProviderError:
+        return ProviderError(
+            f"Airalo answered {path} for account {self.account!r} with something esimctl "
+            "cannot read (not the documented list); nothing is assumed from it",
+            account=self.account,
+            provider=self.id,
+            code="unreadable_answer",
+        )
+
+    def _lookup_unreadable(self) -> TemporaryFailure:
+        return TemporaryFailure(
+            "Airalo answered the order lookup with something esimctl cannot read; the order "
+            "stays unresolved and is looked up again on the next run (nothing is bought "
+            "before it is known)",
+            account=self.account,
+            provider=self.id,
+            code="lookup_unreadable",
+        )
 
     def _map_error(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
         status = resp.status_code
@@ -698,8 +763,11 @@ class AiraloProvider(Provider):
 
     async def check(self) -> str:
         body = await self._call("GET", "/v2/sims", params={"limit": "1", "page": "1"})
+        first = read_page(body)
+        if first is None:
+            raise self._unreadable("/v2/sims")
         total = to_int(_dict(_dict(body).get("meta")).get("total"))
-        count = total if total is not None else len(page_items(body))
+        count = total if total is not None and total >= 0 else len(first)
         text = f"{count} eSIM(s)"
         try:
             bal = await self.balance()
@@ -715,11 +783,12 @@ class AiraloProvider(Provider):
         )
         return _dict(_dict(body).get("data"))
 
-    async def _history(self, iccid: str) -> list[dict[str, Any]]:
+    async def _history(self, iccid: str) -> list[dict[str, Any]] | None:
+        """The package history; None when unreadable (then figures alone must tell)."""
         body = await self._call(
             "GET", f"/v2/sims/{iccid}/packages", throttles=(self._history_iccid[iccid],)
         )
-        return page_items(body)
+        return read_page(body)
 
     def _awaiting_topup(self) -> set[str]:
         """ICCIDs with a top-up of ours not yet seen applied: their package history is read
@@ -752,7 +821,10 @@ class AiraloProvider(Provider):
                         usage = None
             return esim_from(sim, usage, account=self.account, now=now, history=history)
 
-        return list(await asyncio.gather(*(one(s) for s in sims if s.get("iccid"))))
+        if any(not isinstance(s.get("iccid"), str) or not s["iccid"].strip() for s in sims):
+            # An entry without an ICCID is not an eSIM esimctl can show or leave out.
+            raise self._unreadable("/v2/sims")
+        return list(await asyncio.gather(*(one(s) for s in sims)))
 
     async def get_esim(self, iccid: str) -> Esim:
         sim_body, usage, history = await asyncio.gather(
@@ -767,10 +839,13 @@ class AiraloProvider(Provider):
         body = await self._call(
             "GET", f"/v2/sims/{esim.iccid}/topups", throttles=(self._topups_iccid[esim.iccid],)
         )
+        items = read_page(body)
+        if items is None:  # "sells no top-ups" is {"data": []}, not this
+            raise self._unreadable(f"/v2/sims/{esim.iccid}/topups")
         pricing = _dict(_dict(body).get("pricing"))
         return [
             plan_from(p, account=self.account, pricing=pricing, kind="topup")
-            for p in page_items(body)
+            for p in items
             if p.get("id")
         ]
 
@@ -846,22 +921,26 @@ class AiraloProvider(Provider):
                 account=self.account,
                 provider=self.id,
             )
-        paid = to_decimal(data.get("total_amount_paid")) or to_decimal(data.get("unit_paid_price"))
-        price = (
-            Money(paid, CURRENCY)
-            if paid is not None
-            else plan_price(
+        # What the answer says was charged, as given (0, negative or above the listed price
+        # included: the purchase pipeline compares it with the listed price and the caps).
+        # A charge field that is not a finite number gives no price, never a guess.
+        price: Money | None
+        for key in ("total_amount_paid", "unit_paid_price", "net_price"):
+            if data.get(key) is not None:
+                paid = to_decimal(data[key])
+                price = Money(paid, CURRENCY) if paid is not None else None
+                break
+        else:
+            price = plan_price(
                 data,
                 {
                     "model": data.get("pricing_model"),
                     "discount_percentage": data.get("discount_percentage"),
                 },
             )
-        )
-        order = order_from(
-            data, account=self.account, now=self.ctx.clock(), iccid=esim.iccid, price=price
-        )
-        return replace(order, reference=reference)
+        order = order_from(data, account=self.account, now=self.ctx.clock(), iccid=esim.iccid)
+        # ``price`` stays None where the charge is unreadable: never the retail price instead.
+        return replace(order, reference=reference, price=price)
 
     async def find_order(
         self, reference: str, *, iccid: str | None, since: datetime
@@ -874,15 +953,27 @@ class AiraloProvider(Provider):
                 return False
             return iccid is None or described in (None, iccid)
 
-        include = {"include": "sims,status"}
-        for item in await self._pages("/v2/orders", {**include, "filter[description]": reference}):
+        async def lookup(params: Mapping[str, str]) -> list[dict[str, Any]]:
+            # An answer esimctl cannot read is never evidence that nothing was bought: it
+            # leaves the order unresolved (retry later), it never reads "no such order".
+            try:
+                items = await self._pages("/v2/orders", {"include": "sims,status", **params})
+            except ProviderError as exc:
+                if exc.code == "unreadable_answer":
+                    raise self._lookup_unreadable() from None
+                raise
+            if any("description" not in i or not (i.get("id") or i.get("code")) for i in items):
+                raise self._lookup_unreadable()
+            return items
+
+        for item in await lookup({"filter[description]": reference}):
             if mine(item):
                 return order_from(item, account=self.account, now=now)
         # The description filter is a LIKE search; should it miss, read the order list
         # since the day before the purchase (the naive times' zone is not documented).
         first = (since - timedelta(days=1)).astimezone(UTC)
         window = f"{first:%Y-%m-%d} - {(now + timedelta(days=1)).astimezone(UTC):%Y-%m-%d}"
-        for item in await self._pages("/v2/orders", {**include, "filter[created_at]": window}):
+        for item in await lookup({"filter[created_at]": window}):
             if mine(item):
                 return order_from(item, account=self.account, now=now)
         return None

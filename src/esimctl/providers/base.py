@@ -8,14 +8,17 @@ Nothing provider-specific leaks past its module.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from esimctl.errors import NotFound, Unsupported
+from esimctl import validate
+from esimctl.errors import NotFound, ProviderError, Unsupported
 from esimctl.models import Esim, Money, Order, Plan
 
 if TYPE_CHECKING:
@@ -113,6 +116,32 @@ class Provider:
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
+        #: eSIMs left out of ``list_esims`` for implausible figures, one error each.
+        self.rejected: list[ProviderError] = []
+        #: Plans left out of ``topups``/``catalogue`` for an implausible price or size.
+        self.rejected_plans: list[str] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every provider's readings pass the plausibility checks of ``validate``: a
+        subclass's own ``list_esims``, ``get_esim``, ``topups``, ``catalogue`` and
+        ``orders`` are wrapped as the class is made, so no provider (plugins included)
+        can hand esimctl a figure it should not believe."""
+        super().__init_subclass__(**kwargs)
+        for name, guard in _GUARDS.items():
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_esimctl_guarded", False):
+                wrapped = guard(fn)
+                wrapped._esimctl_guarded = True  # type: ignore[attr-defined]
+                setattr(cls, name, wrapped)
+
+    def implausible(self, e: Esim, problem: str) -> ProviderError:
+        return ProviderError(
+            f"eSIM {e.iccid}: {self.display_name} gave figures esimctl cannot believe "
+            f"({problem}); not shown and never renewed on them",
+            account=self.account,
+            provider=self.id,
+            code="implausible_figures",
+        )
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -160,6 +189,9 @@ class Provider:
         for e in await self.list_esims():
             if e.iccid == iccid:
                 return e
+        for err in self.rejected:
+            if iccid in err.message:
+                raise err
         raise NotFound(f"eSIM {iccid} not found", account=self.account, provider=self.id)
 
     async def topups(self, esim: Esim) -> list[Plan]:
@@ -202,3 +234,72 @@ class Provider:
         )
         more_packages = len(after.packages) > len(before.packages)
         return grew or extended or more_packages
+
+
+# -- the plausibility guards (see ``Provider.__init_subclass__``) ------------------------------
+
+_Method = Callable[..., Awaitable[Any]]
+
+
+def _guard_list(fn: _Method) -> _Method:
+    @functools.wraps(fn)
+    async def list_esims(self: Provider, *args: Any, **kwargs: Any) -> list[Esim]:
+        out: list[Esim] = []
+        for e in await fn(self, *args, **kwargs):
+            problem = validate.esim_problem(e)
+            if problem is None:
+                out.append(e)
+            else:
+                self.rejected.append(self.implausible(e, problem))
+        return out
+
+    return list_esims
+
+
+def _guard_one(fn: _Method) -> _Method:
+    @functools.wraps(fn)
+    async def get_esim(self: Provider, *args: Any, **kwargs: Any) -> Esim:
+        e: Esim = await fn(self, *args, **kwargs)
+        problem = validate.esim_problem(e)
+        if problem is not None:
+            raise self.implausible(e, problem)
+        return e
+
+    return get_esim
+
+
+def _guard_plans(fn: _Method) -> _Method:
+    @functools.wraps(fn)
+    async def plans(self: Provider, *args: Any, **kwargs: Any) -> list[Plan]:
+        out: list[Plan] = []
+        for p in await fn(self, *args, **kwargs):
+            problem = validate.plan_problem(p)
+            if problem is None:
+                out.append(p)
+            else:
+                self.rejected_plans.append(f"plan {p.id} is not offered: {problem}")
+        return out
+
+    return plans
+
+
+def _guard_orders(fn: _Method) -> _Method:
+    @functools.wraps(fn)
+    async def orders(self: Provider, *args: Any, **kwargs: Any) -> list[Order]:
+        out: list[Order] = []
+        for o in await fn(self, *args, **kwargs):
+            if o.price is not None and validate.price_problem(o.price):
+                o = dataclasses.replace(o, price=None)  # an unbelievable price is no price
+            out.append(o)
+        return out
+
+    return orders
+
+
+_GUARDS: dict[str, Callable[[_Method], _Method]] = {
+    "list_esims": _guard_list,
+    "get_esim": _guard_one,
+    "topups": _guard_plans,
+    "catalogue": _guard_plans,
+    "orders": _guard_orders,
+}

@@ -17,7 +17,15 @@ reading that cannot mislead a user and accepts both (see ``docs/providers/celite
 * ``isTopUpAllowed`` decides whether a top-up is possible; without it, the older rule
   (profile ``ENABLED``/``INSTALLED``) does;
 * a purchase answered with 5xx may have been committed (API Gateway answers 504 while the
-  backend still works), so it is reported as an unknown outcome, never as "not bought".
+  backend still works), so it is reported as an unknown outcome, never as "not bought";
+* an answer of a shape esimctl does not know is never read as "nothing": a purchase list
+  that is not a list (or holds rows without an id) is an error for the account, an order
+  lookup that cannot be read leaves the order unresolved, a profile or consumption status
+  the docs do not list makes the eSIM ``unknown``, and figures are kept as given (negative
+  or absurd ones are refused by the validator in ``esimctl.validate``, by name);
+* the top-up answer carries no price: what was charged is read back from the purchase
+  list (``package.priceInCents`` of our purchase) where it shows at once, else the listed
+  price stands.
 """
 
 from __future__ import annotations
@@ -71,6 +79,14 @@ DEFAULT_RPS = 50.0
 GIB = 1024**3
 GB = 1000**3
 _EPOCH_MS = 1e12  # epoch numbers above this are milliseconds
+#: No JSON number reaches beyond 1e308; a text figure beyond this is junk, not a number
+#: (1E+310 cents is kept: 1e308 USD, for the validator to refuse by name).
+_MAX_EXPONENT = 400
+#: Bytes beyond any float are not kept as a number; the validator names anything above 100 TB.
+_MAX_BYTES = 10**307
+#: The statuses Celitech documents; any other one says nothing esimctl can rely on.
+PROFILE_STATES = frozenset({"RELEASED", "DOWNLOADED", "INSTALLED", "ENABLED", "DELETED", "ERROR"})
+CONSUMPTION_STATES = frozenset({"ACTIVE", "NOT_ACTIVE"})
 
 # "credits" but not "credentials": a refused key must not read as an empty wallet.
 _BALANCE = re.compile(r"\bbalance\b|insufficient|\bfunds?\b|\bcredits?\b", re.IGNORECASE)
@@ -120,13 +136,17 @@ def parse_epoch(value: Any) -> datetime | None:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
+    """A finite Decimal as given (negative and absurd included); junk, NaN, infinities
+    and exponents beyond any JSON number are None."""
+    if value is None or isinstance(value, (bool, dict, list)):
         return None
     try:
         d = Decimal(str(value).strip())
     except InvalidOperation:
         return None
-    return d if d.is_finite() else None
+    if not d.is_finite() or (d and abs(d.adjusted()) > _MAX_EXPONENT):
+        return None
+    return d
 
 
 @dataclass(frozen=True)
@@ -158,34 +178,47 @@ def _unit_of(n_bytes: int, n_gb: Decimal | None) -> int:
     return 1024
 
 
+def _whole(d: Decimal) -> int | None:
+    """Bytes as a Python int; None beyond any float (such a figure cannot even be shown)."""
+    n = int(d)
+    return n if abs(n) <= _MAX_BYTES else None
+
+
 def parse_size(in_bytes: Any, in_gb: Any = None) -> Size:
-    """``dataLimitInBytes`` and/or ``dataLimitInGB``; -1 in either means unlimited."""
+    """``dataLimitInBytes`` and/or ``dataLimitInGB``; -1 in either means unlimited.
+
+    Any other figure is kept as given, negative or absurd (the validator refuses those
+    by name); the bytes win over the GB twin, which is only read when bytes are absent.
+    """
     b, g = _decimal(in_bytes), _decimal(in_gb)
     if b == -1 or g == -1:
         return Size(None, unlimited=True)
-    if b is not None and b >= 0:
-        n = int(b)
-        return Size(n, base=_unit_of(n, g))
-    if g is not None and g >= 0:
-        return Size(int(g * GIB), base=1024)
+    if b is not None:
+        n = _whole(b)
+        return Size(n, base=_unit_of(n, g)) if n is not None else Size(None)
+    if g is not None:
+        return Size(_whole(g * GIB), base=1024)
     return Size(None)
 
 
 def parse_remaining(in_bytes: Any, in_gb: Any, base: int) -> tuple[int | None, bool]:
-    """(remaining bytes, unlimited) from a consumption answer; -1 means unlimited."""
+    """(remaining bytes, unlimited) from a consumption answer; -1 means unlimited.
+    Other figures are kept as given, never clamped to 0 (which would read "depleted")."""
     b, g = _decimal(in_bytes), _decimal(in_gb)
     if b == -1 or g == -1:
         return None, True
-    if b is not None and b >= 0:
-        return int(b), False
-    if g is not None and g >= 0:
-        return int(g * base**3), False
+    if b is not None:
+        return _whole(b), False
+    if g is not None:
+        return _whole(g * base**3), False
     return None, False
 
 
 def money_from_cents(cents: Any, currency: str = "USD") -> Money | None:
+    """A price in cents as given: zero and negative ones too, for the validator to refuse
+    (a plan without a price would slip past it); junk and non-finite numbers are None."""
     d = _decimal(cents)
-    if d is None or d < 0:
+    if d is None:
         return None
     return Money(d / 100, currency)
 
@@ -368,6 +401,8 @@ def parse_profile(body: Any) -> Profile:
 def _package_state(p: Purchase, c: Consumption | None, now: datetime) -> str:
     if c is not None and not (c.unlimited or p.size.unlimited) and c.remaining == 0:
         return "depleted"
+    if c is not None and c.status is not None and c.status not in CONSUMPTION_STATES:
+        return "unknown"
     if c is not None and c.status == "ACTIVE":
         return "active"
     if p.start is not None and p.start > now:
@@ -453,9 +488,16 @@ def build_esim(
     started = any(s in ("active", "depleted") for s in states) or any(
         p.start is not None and p.start <= now for p in live
     )
+    # A status the docs do not list (SUSPENDED, ...) says nothing: never "active".
+    odd = (
+        profile is not None and profile.status is not None and profile.status not in PROFILE_STATES
+    ) or any(
+        c is not None and c.status is not None and c.status not in CONSUMPTION_STATES
+        for c in (consumptions.get(p.id) for p in live)
+    )
     if profile is not None and profile.status == "DELETED":
         state = EsimState.RECYCLED
-    elif profile is not None and profile.status == "ERROR":
+    elif (profile is not None and profile.status == "ERROR") or odd:
         state = EsimState.UNKNOWN
     elif not started:
         state = EsimState.NOT_ACTIVE
@@ -639,6 +681,7 @@ class CelitechProvider(Provider):
                 error_mapper=self._map_api_error,
                 retries=self.retries,
                 extra=self.ctx.extra,
+                secrets=self.ctx.secrets.values(),  # masked in its errors
             )
         return self._api
 
@@ -653,6 +696,7 @@ class CelitechProvider(Provider):
                 error_mapper=self._map_token_error,
                 retries=self.retries,
                 extra=self.ctx.extra,
+                secrets=self.ctx.secrets.values(),  # masked in its errors
             )
         return self._auth
 
@@ -674,6 +718,15 @@ class CelitechProvider(Provider):
             provider=self.id,
         )
 
+    def _unreadable(self, path: str) -> ProviderError:
+        return ProviderError(
+            f"Celitech answered {path} for account {self.account!r} with something esimctl "
+            "cannot read (not the documented list); nothing is assumed from it",
+            account=self.account,
+            provider=self.id,
+            code="unreadable_answer",
+        )
+
     def _no_such_path(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
         # API Gateway's answer for a path it does not know: a wrong base_url, not bad keys.
         if resp.status_code == 403 and _message(body) == "Missing Authentication Token":
@@ -689,6 +742,7 @@ class CelitechProvider(Provider):
         if resp.status_code in (400, 401, 403):
             code = body.get("error") if isinstance(body, dict) else None
             why = str(code) if isinstance(code, str) and code else f"HTTP {resp.status_code}"
+            why = self._auth_client().scrub(why)  # before cutting: no credential half-shown
             return self._rejected(re.sub(r"[^A-Za-z0-9_ .-]", "", why)[:60])
         return None
 
@@ -794,7 +848,8 @@ class CelitechProvider(Provider):
             token = body.get("access_token") if isinstance(body, dict) else None
             if not isinstance(token, str) or not token:
                 if isinstance(body, dict) and body.get("error"):
-                    last = self._rejected(re.sub(r"[^A-Za-z0-9_]", "", str(body["error"]))[:60])
+                    why = self._auth_client().scrub(str(body["error"]))
+                    last = self._rejected(re.sub(r"[^A-Za-z0-9_]", "", why)[:60])
                     continue
                 raise ProviderError(
                     "the Celitech auth host answered without an access token",
@@ -849,11 +904,11 @@ class CelitechProvider(Provider):
                 query["afterCursor"] = cursor
             body = await self._call("GET", path, params=query)
             page = body.get(key) if isinstance(body, dict) else None
-            if page is None and isinstance(body, dict) and "afterCursor" in body:
-                page = []
-            if not isinstance(page, list):
-                raise ProviderError(f"Celitech sent an unexpected answer to {path}")
-            items.extend(x for x in page if isinstance(x, dict))
+            # ``{}``, ``null``, ``{key: null}``, ``{key: {}}`` or rows that are not objects
+            # say nothing, least of all "there are none": an empty list is ``{key: []}``.
+            if not isinstance(page, list) or not all(isinstance(x, dict) for x in page):
+                raise self._unreadable(path)
+            items.extend(page)
             nxt = body.get("afterCursor")
             # The last page has a null cursor; a server that sends one anyway ends on an
             # empty page. A cursor seen before would loop forever.
@@ -873,7 +928,10 @@ class CelitechProvider(Provider):
 
     async def _purchases(self, **params: Any) -> list[Purchase]:
         rows = await self._pages("/v1/purchases", "purchases", params, PURCHASES_PAGE)
-        return [p for p in (parse_purchase(r, self.currency) for r in rows) if p is not None]
+        out = [parse_purchase(r, self.currency) for r in rows]
+        if any(p is None for p in out):  # a purchase without an id: not one to leave out
+            raise self._unreadable("/v1/purchases")
+        return [p for p in out if p is not None]
 
     async def _profile(self, iccid: str) -> Profile:
         return parse_profile(await self._call("GET", "/v1/esim", params={"iccid": iccid}))
@@ -1052,14 +1110,15 @@ class CelitechProvider(Provider):
             )
             if v is not None
         }
+        iccid = _str(prof.get("iccid")) or profile.iccid or esim.iccid
         return Order(
             id=pid,
             account=self.account,
             provider=self.id,
-            iccid=_str(prof.get("iccid")) or profile.iccid or esim.iccid,
+            iccid=iccid,
             plan_id=plan.id,
             plan=plan.name,
-            price=plan.price,  # the answer carries no price; the catalogue's is what was charged
+            price=await self._charged(pid, reference, iccid, plan.price),
             created_at=parse_time(purchase.get("createdDate"), purchase.get("createdAt"))
             or self.ctx.clock(),
             state=OrderState.COMPLETED,
@@ -1067,6 +1126,22 @@ class CelitechProvider(Provider):
             reference=reference,
             extra=extra,
         )
+
+    async def _charged(
+        self, purchase_id: str, reference: str, iccid: str, listed: Money | None
+    ) -> Money | None:
+        """What the purchase list records for our new purchase (``package.priceInCents``),
+        as given: the top-up answer carries no price, and a price that rose between
+        listing and buying must reach the caps. The listed price where the purchase does
+        not show yet or the read fails: the purchase is made either way."""
+        try:
+            rows = await self._purchases(referenceId=reference, iccid=iccid)
+        except EsimctlError:
+            return listed
+        for p in rows:
+            if p.id == purchase_id:
+                return p.price  # None when the list's price is not a number
+        return listed
 
     async def find_order(
         self, reference: str, *, iccid: str | None, since: datetime
@@ -1080,7 +1155,21 @@ class CelitechProvider(Provider):
         if iccid:
             params["iccid"] = iccid
         now = self.ctx.clock()
-        for p in await self._purchases(**params):
+        try:
+            found = await self._purchases(**params)
+        except ProviderError as exc:
+            if exc.code != "unreadable_answer":
+                raise
+            # An answer that cannot be understood is never evidence that nothing happened.
+            raise TemporaryFailure(
+                "Celitech answered the order lookup with something esimctl cannot read; the "
+                "order stays unresolved and is looked up again on the next run (nothing is "
+                "bought before it is known)",
+                account=self.account,
+                provider=self.id,
+                code="lookup_unreadable",
+            ) from None
+        for p in found:
             if p.reference == reference and (iccid is None or p.iccid == iccid):
                 return order_from_purchase(p, account=self.account, provider=self.id, now=now)
         return None

@@ -45,9 +45,11 @@ import httpx
 
 from esimctl.errors import (
     AuthRejected,
+    CredentialsError,
     EsimctlError,
     InsufficientBalance,
     InvalidInput,
+    LimitRefused,
     NotFound,
     OutcomeUnknown,
     ProviderError,
@@ -85,6 +87,8 @@ JOURNAL_KEEP = timedelta(days=30)
 REUSE_WITHIN = timedelta(days=1)
 #: Codes meaning "the credentials are wrong" (401001 only in the agent notes).
 AUTH_CODES = frozenset({"000101", "000102", "101003", "401001"})
+#: Beyond 10**±MAX_EXPONENT a figure is no figure at all (and would only slow arithmetic).
+MAX_EXPONENT = 1000
 #: Codes meaning "no such package".
 UNKNOWN_PLAN_CODES = frozenset({"310201", "310211", "310241", "310243", "310251"})
 
@@ -115,10 +119,13 @@ def parse_time(value: Any) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
-        n = float(value)
-        if n <= 0:
+        try:
+            n = float(value)
+            if not n > 0:  # also NaN
+                return None
+            return datetime.fromtimestamp(n / 1000 if n > 10**11 else n, UTC)
+        except (OverflowError, ValueError, OSError):  # beyond any date: not a time
             return None
-        return datetime.fromtimestamp(n / 1000 if n > 10**11 else n, UTC)
     if not isinstance(value, str):
         return None
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
@@ -131,32 +138,49 @@ def parse_time(value: Any) -> datetime | None:
     return dt.astimezone(UTC)
 
 
-def parse_int(value: Any) -> int | None:
-    """An integer that may come as a number, a numeric string or a float."""
+def _decimal(value: Any) -> Decimal | None:
+    """A finite Decimal from a number or a numeric string; None for anything else (NaN,
+    infinities, text, and exponents beyond any arithmetic esimctl does on figures)."""
     if value is None or isinstance(value, bool) or value == "":
         return None
-    if isinstance(value, int):
-        return value
+    if not isinstance(value, int | float | str | Decimal):
+        return None
     try:
-        return int(Decimal(str(value).strip()))
+        d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         return None
+    if not d.is_finite() or abs(d.adjusted()) > MAX_EXPONENT:
+        return None
+    return d
+
+
+def parse_int(value: Any) -> int | None:
+    """An integer that may come as a number, a numeric string or a float. Figures are
+    taken as given (1e30 stays 10**30, -5 stays -5: the plausibility checks judge them);
+    what is no whole number (NaN, 1.5) is None, never rounded into one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    d = _decimal(value)
+    if d is None or d != d.to_integral_value():
+        return None
+    return int(d)
 
 
 def parse_money(value: Any, currency: Any = None) -> Money | None:
-    """1/10,000 of the currency, as an integer, a string or (defensively) a float."""
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    try:
-        units = Decimal(str(value).strip())
-    except InvalidOperation:
+    """1/10,000 of the currency, as an integer, a string or (defensively) a float; None
+    when it is no finite number."""
+    units = _decimal(value)
+    if units is None:
         return None
     cur = currency.strip().upper() if isinstance(currency, str) and currency.strip() else CURRENCY
     return Money(units / PRICE_SCALE, cur)
 
 
 def to_units(m: Money) -> str:
-    """Money back to the API's 1/10,000 integer, as the string ``/esim/topup`` documents."""
+    """Money back to the API's 1/10,000 integer, as the string ``/esim/topup`` documents.
+    A price that is no finite number cannot be sent: refused, nothing is bought."""
+    if not m.amount.is_finite():
+        raise LimitRefused(f"the listed price {m.amount} is not a number; nothing was bought")
     return str(int((m.amount * PRICE_SCALE).to_integral_value()))
 
 
@@ -203,9 +227,10 @@ def map_error(code: str, message: str, *, account: str | None = None) -> Esimctl
     if code in UNKNOWN_PLAN_CODES:
         return InvalidInput(f"eSIM Access has no such package [{code}]{said}")
     if code in ("200005", "200006"):
-        return ProviderError(
-            f"the price of this package changed at eSIM Access [{code}]: nothing was bought; "
-            "list the plans again"
+        # We send the listed price as ``amount``: eSIM Access refuses when its own differs.
+        return LimitRefused(
+            f"refused: the price of this package changed at eSIM Access [{code}]; nothing "
+            "was bought. List the plans again ('esimctl plans ESIM') to see the new price"
         )
     if code == "200002":
         return InvalidInput(
@@ -283,7 +308,9 @@ def parse_plans(raw: Mapping[str, Any], *, account: str, kind: str) -> list[Plan
         return []
     name = str(raw.get("name") or raw.get("description") or code).strip()
     data_type = parse_int(raw.get("dataType"))
-    unlimited = data_type == 4 or (parse_int(raw.get("volume")) or 0) < 0
+    # -1 is the usual "no limit" marker; any other negative volume is kept as given, for
+    # the plausibility checks to refuse.
+    unlimited = data_type == 4 or parse_int(raw.get("volume")) == -1
     volume = None if unlimited else parse_int(raw.get("volume"))
     price = parse_money(raw.get("price"), raw.get("currencyCode"))
     stacking = "stacks" if kind == "topup" else None
@@ -392,7 +419,7 @@ def parse_esim(
     data_type = parse_int(raw.get("dataType"))
     total = parse_int(raw.get("totalVolume"))
     used = parse_int(raw.get("orderUsage"))
-    unlimited = data_type == 4 or (total is not None and total < 0)
+    unlimited = data_type == 4 or total == -1  # other negatives stay, to be refused
     as_of: datetime | None = None
     if usage is not None:
         # Both figures lag; the larger one is the newer. The top-up answer and the
@@ -404,7 +431,10 @@ def parse_esim(
         as_of = usage.as_of
     elif state == EsimState.NOT_ACTIVE:
         as_of = fetched_at  # nothing used yet: the figures are exact now
-    remaining = None if total is None else max(total - (used or 0), 0)
+    # A usage figure given but unreadable (NaN, 1.5) leaves what is left unknown: never
+    # "nothing used", which would show the whole package as left.
+    used_unreadable = used is None and raw.get("orderUsage") not in (None, "")
+    remaining = None if total is None or used_unreadable else max(total - (used or 0), 0)
     if state == EsimState.ACTIVE and not unlimited and remaining == 0 and total:
         state = EsimState.DEPLETED
 
@@ -415,8 +445,11 @@ def parse_esim(
     if activated and activate_time is not None and days is not None:
         # After activation expiredTime should be activation + total duration. If it still
         # holds the (later) install deadline, the plan's own end is the honest figure.
-        plan_end = activate_time + timedelta(days=days)
-        if expires is None or expires - plan_end > timedelta(days=1):
+        try:
+            plan_end: datetime | None = activate_time + timedelta(days=days)
+        except OverflowError:  # a duration beyond any calendar: no end is known from it
+            plan_end = None
+        if plan_end is not None and (expires is None or expires - plan_end > timedelta(days=1)):
             expires = plan_end
     now = fetched_at or datetime.now(UTC)
     if state == EsimState.ACTIVE and expires is not None and expires <= now:
@@ -661,6 +694,7 @@ class EsimAccessProvider(Provider):
             error_mapper=self._map_error,
             retries=4 if retries is None else max(0, retries),
             extra=ctx.extra,
+            secrets=ctx.secrets.values(),  # masked in its errors
         )
         self._filter_required = False
 
@@ -670,10 +704,8 @@ class EsimAccessProvider(Provider):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        for secret in (self._signer.access_code, self._signer.secret_key):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text[:200]
+        # One scrubber for the account: its secrets and every credential sent (http.Scrubber).
+        return self._api.scrub(text)[:200]
 
     def _map_error(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
         if resp.status_code == 429:
@@ -715,12 +747,33 @@ class EsimAccessProvider(Provider):
             payload["startTime"] = _api_time(LIST_SINCE)
             payload["endTime"] = _api_time(self.ctx.clock() + timedelta(days=1))
         obj = await self._call("/esim/query", payload)
+        # An answer that cannot be read is never "no eSIMs": only a list (possibly empty)
+        # says what the account holds, or a pager that says there are none.
         if not isinstance(obj, Mapping):
-            return [], 0
-        rows = [r for r in obj.get("esimList") or [] if isinstance(r, Mapping)]
+            raise self._unreadable("/esim/query", obj)
         pager = obj.get("pager") if isinstance(obj.get("pager"), Mapping) else {}
         total = parse_int(pager.get("total")) if isinstance(pager, Mapping) else None
-        return rows, total if total is not None else len(rows)
+        listed = obj.get("esimList")
+        if listed is None and total == 0:
+            return [], 0
+        if not isinstance(listed, list) or not all(isinstance(r, Mapping) for r in listed):
+            raise self._unreadable("/esim/query", obj)
+        return list(listed), total if total is not None else len(listed)
+
+    def _unreadable(self, endpoint: str, obj: Any) -> TemporaryFailure:
+        return TemporaryFailure(
+            f"eSIM Access answered {endpoint} with {_shape(obj)}, not the list it documents; "
+            "nothing is read from it (retry later)",
+            account=self.account,
+            provider=self.id,
+        )
+
+    def _package_rows(self, obj: Any) -> Any:
+        """``obj`` of ``/package/list`` if it has the documented shape, else an error."""
+        rows = obj.get("packageList") if isinstance(obj, Mapping) else obj
+        if not isinstance(rows, list):
+            raise self._unreadable("/package/list", obj)
+        return obj
 
     async def _query(self, **extra: Any) -> list[Mapping[str, Any]]:
         """Every page of ``/esim/query`` (``pager.total`` counts profiles)."""
@@ -821,7 +874,7 @@ class EsimAccessProvider(Provider):
             # Newer docs take esimTranNo too: it names this allocation of a reused ICCID.
             "esimTranNo": esim.ref.get("esimTranNo", ""),
         }
-        obj = await self._call("/package/list", payload)
+        obj = self._package_rows(await self._call("/package/list", payload))
         return _plans_of(obj, account=self.account, kind="topup")
 
     async def catalogue(self, country: str) -> list[Plan]:
@@ -830,7 +883,7 @@ class EsimAccessProvider(Provider):
         # Single-country plans, then regional and global ones that cover the country.
         for code in (cc, "!RG", "!GL"):
             obj = await self._call("/package/list", {"locationCode": code, "type": "BASE"})
-            for p in _plans_of(obj, account=self.account, kind="new"):
+            for p in _plans_of(self._package_rows(obj), account=self.account, kind="new"):
                 if code == cc or cc in p.countries:
                     plans.setdefault(p.id, p)
         return list(plans.values())
@@ -895,6 +948,13 @@ class EsimAccessProvider(Provider):
         # Fresh figures first: they are what a lost answer is later compared with.
         before = await self._raw_esim(esim.iccid, esim.ref.get("esimTranNo"))
         tran_no = str(before.get("esimTranNo") or "")
+        # The listed price goes with the request as ``amount``, which eSIM Access checks
+        # (200005 when its price changed): the price the user agreed to, or nothing is
+        # bought. Not for day passes (whether ``amount`` is per day or in all is not
+        # documented) nor another currency: then the listing is read again just before.
+        send_amount = plan.price is not None and plan.price.currency == CURRENCY and days is None
+        if not send_amount:
+            await self._check_listed_price(plan, code, tran_no, esim.iccid)
         now = self.ctx.clock()
         journal = self._journal()
         tx = transaction_id(reference)
@@ -930,10 +990,11 @@ class EsimAccessProvider(Provider):
             "packageCode": code,
             "transactionId": tx,
         }
-        if plan.price is not None and plan.price.currency == CURRENCY and days is None:
-            # Checked by eSIM Access: the price the user agreed to, or nothing is bought.
-            # (Not for day passes: whether it is per day or in all is not documented.)
+        if send_amount and plan.price is not None:
             payload["amount"] = to_units(plan.price)
+        # The top-up answer carries no price: the listed one is what eSIM Access checked
+        # through ``amount``; without ``amount`` nothing confirmed the charge (None).
+        price = plan.price if "amount" in payload else None
         if days is not None:
             payload["periodNum"] = days
         try:
@@ -942,7 +1003,7 @@ class EsimAccessProvider(Provider):
             # eSIM Access already has this transactionId: the earlier request went through.
             found = await self.find_order(reference, iccid=esim.iccid, since=now)
             self._mark(reference, "done")
-            return found or self._order_from(reference, tx, esim.iccid, plan, {})
+            return found or self._order_from(reference, tx, esim.iccid, plan, {}, price=price)
         except OutcomeUnknown:
             self._mark(reference, "unknown")
             raise
@@ -966,7 +1027,45 @@ class EsimAccessProvider(Provider):
             raise
         self._mark(reference, "done")
         answer = obj if isinstance(obj, Mapping) else {}
-        return self._order_from(reference, tx, esim.iccid, plan, answer)
+        return self._order_from(reference, tx, esim.iccid, plan, answer, price=price)
+
+    async def _check_listed_price(self, plan: Plan, code: str, tran_no: str, iccid: str) -> None:
+        """Where ``amount`` cannot be sent: the listing read again just before buying must
+        still ask no more than the price the user agreed to."""
+        what = f"eSIM Access top-up {plan.id}"
+        if plan.price is None:
+            raise LimitRefused(
+                f"refused: {what} has no listed price, and esimctl does not buy at an unknown "
+                "price; nothing was bought",
+                account=self.account,
+                provider=self.id,
+            )
+        payload = {
+            "locationCode": "",
+            "type": "TOPUP",
+            "packageCode": code,
+            "iccid": iccid,
+            "esimTranNo": tran_no,
+        }
+        obj = self._package_rows(await self._call("/package/list", payload))
+        now = next(
+            (p for p in _plans_of(obj, account=self.account, kind="topup") if p.id == plan.id),
+            None,
+        )
+        if now is None or now.price is None or now.price.currency != plan.price.currency:
+            raise LimitRefused(
+                f"refused: eSIM Access no longer lists {what} at a price esimctl can compare "
+                f"with the {plan.price} shown; nothing was bought",
+                account=self.account,
+                provider=self.id,
+            )
+        if now.price.amount > plan.price.amount:
+            raise LimitRefused(
+                f"refused: eSIM Access now asks {now.price} for {plan.id}, more than the "
+                f"{plan.price} shown; nothing was bought, check 'esimctl plans'",
+                account=self.account,
+                provider=self.id,
+            )
 
     def _order_from(
         self,
@@ -976,6 +1075,7 @@ class EsimAccessProvider(Provider):
         plan: Plan | None,
         obj: Mapping[str, Any],
         *,
+        price: Money | None = None,
         created_at: datetime | None = None,
         pkg: Mapping[str, Any] | None = None,
     ) -> Order:
@@ -994,7 +1094,7 @@ class EsimAccessProvider(Provider):
             iccid=str(obj.get("iccid") or iccid),
             plan_id=plan.id if plan else (str(pkg.get("packageCode") or "") or None),
             plan=plan.name if plan else (str(pkg.get("packageName") or "") or None),
-            price=plan.price if plan else None,
+            price=price,
             created_at=created_at or self.ctx.clock(),
             state=OrderState.COMPLETED,
             source="provider",
@@ -1008,7 +1108,28 @@ class EsimAccessProvider(Provider):
         """Did the top-up sent with ``reference`` happen? Its transactionId in the eSIM's
         package list says so; failing that (the docs do not promise top-ups appear there),
         the package it would have added, or totals grown since the figures taken just
-        before sending."""
+        before sending.
+
+        None only when a well-formed answer shows no such top-up. An answer that cannot
+        be understood (``obj: null``, an unknown error code, a record without its package
+        list or totals) is never evidence that nothing happened: it raises, and the order
+        stays unresolved until a readable answer decides."""
+        try:
+            return await self._find_order(reference, iccid=iccid, since=since)
+        except (CredentialsError, NotFound):
+            raise
+        except EsimctlError as exc:
+            raise TemporaryFailure(
+                f"eSIM Access could not say whether top-up {reference} went through "
+                f"({exc.message}); the order stays unresolved and is looked up again before "
+                "anything is bought",
+                account=self.account,
+                provider=self.id,
+            ) from None
+
+    async def _find_order(
+        self, reference: str, *, iccid: str | None, since: datetime
+    ) -> Order | None:
         record = self._journal().get(reference) or {}
         tx = str(record.get("tx") or transaction_id(reference))
         iccid = iccid or record.get("iccid")
@@ -1017,7 +1138,9 @@ class EsimAccessProvider(Provider):
         try:
             raw = await self._raw_esim(iccid, record.get("esimTranNo") or None)
         except NotFound:
-            return None
+            return None  # a readable answer without the eSIM: nothing was topped up
+        if not isinstance(raw.get("packageList"), list):
+            raise ProviderError(f"the record of eSIM {iccid} has no package list")
         pkgs = _packages(raw)
         hit = next((p for p in pkgs if str(p.get("transactionId") or "") == tx), None)
         if hit is None and record:
@@ -1033,6 +1156,12 @@ class EsimAccessProvider(Provider):
             after_total = parse_int(raw.get("totalVolume"))
             before_end = parse_time(record.get("expiredTime"))
             after_end = parse_time(raw.get("expiredTime"))
+            if not added and (
+                (before_total is not None and after_total is None)
+                or (before_end is not None and after_end is None)
+            ):
+                # What the figures noted before sending are compared with is missing.
+                raise ProviderError(f"the record of eSIM {iccid} lacks its totals or expiry")
             grew = (
                 before_total is not None and after_total is not None and after_total > before_total
             )
@@ -1083,6 +1212,18 @@ def _plans_of(obj: Any, *, account: str, kind: str) -> list[Plan]:
                 seen.add(p.id)
                 out.append(p)
     return out
+
+
+def _shape(obj: Any) -> str:
+    """What an unexpected answer looked like, in a few words for an error message."""
+    if obj is None:
+        return "no object (obj: null)"
+    if isinstance(obj, Mapping):
+        keys = ", ".join(sorted(str(k) for k in obj)[:5])
+        return f"an object with {keys}" if keys else "an empty object"
+    if isinstance(obj, list):
+        return f"a list of {len(obj)}"
+    return f"a {type(obj).__name__}"
 
 
 def _api_time(dt: datetime) -> str:

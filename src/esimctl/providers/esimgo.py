@@ -81,12 +81,19 @@ MAX_PAGES = 200
 ORDER_CLOCK_MARGIN = timedelta(minutes=2)
 #: Journal entries older than this are dropped.
 JOURNAL_KEEP = timedelta(days=60)
+#: Beyond 10**±MAX_EXPONENT a figure is no figure at all (and would only slow arithmetic).
+MAX_EXPONENT = 1000
 
 #: Bundle states whose data counts in the eSIM's figures.
 LIVE_STATES = ("active", "queued")
 #: States of an assignment that did reach the eSIM (a top-up in one of them has applied).
 APPLIED_STATES = ("queued", "active", "depleted", "expired", "lapsed")
 USED_STATES = ("depleted", "expired", "revoked", "lapsed")
+#: Every documented ``bundleState``; any other makes the eSIM's state unknown.
+BUNDLE_STATES = frozenset({"processing", "queued", "active", *USED_STATES})
+#: The eSIM's own ``state`` (v2.5) under which its bundles say what state it is in.
+#: ``deactivated`` is recycled; ``suspended`` and anything new are unknown.
+PLAIN_ESIM_STATES = frozenset({"", "active"})
 
 _ICCID_PATH = re.compile(r"/esims/(\d{10,22})(?:/|$)")
 _DAYS_IN_TEXT = re.compile(r"(\d+)\s*days?\b", re.IGNORECASE)
@@ -103,12 +110,15 @@ def parse_time(value: Any) -> datetime | None:
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
-        number = float(value)
-        if number <= 0:
+        try:
+            number = float(value)
+            if not number > 0:  # also NaN
+                return None
+            if number > 1e11:  # epoch milliseconds (firstInstalledDateTime in v2.5)
+                number /= 1000
+            return datetime.fromtimestamp(number, UTC)
+        except (OverflowError, ValueError, OSError):  # beyond any date: not a time
             return None
-        if number > 1e11:  # epoch milliseconds (firstInstalledDateTime in v2.5)
-            number /= 1000
-        return datetime.fromtimestamp(number, UTC)
     if not isinstance(value, str):
         return None
     text = _FRACTION.sub(r"\1", value.strip())
@@ -124,23 +134,41 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def parse_money(value: Any) -> Decimal | None:
-    """A decimal in major units: ``4.21``, ``"95.79"`` (never through a binary float)."""
+    """A decimal in major units: ``4.21``, ``"95.79"`` (never through a binary float).
+    None for anything that is no finite number (NaN, infinities, text)."""
     if value is None or isinstance(value, bool) or value == "":
+        return None
+    if not isinstance(value, (int, float, str, Decimal)):
         return None
     try:
         # repr() of a float is the shortest text that reads back the same: 4.21 -> "4.21".
-        return Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-    except InvalidOperation:
+        d = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except (InvalidOperation, ValueError):
         return None
+    if not d.is_finite() or abs(d.adjusted()) > MAX_EXPONENT:
+        return None
+    return d
 
 
 def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool) or value == "":
+    """A whole number as given (1e30 stays 10**30, -5 stays -5: the plausibility checks
+    judge figures); None for what is no whole number (NaN, 1.5, text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    d = parse_money(value)
+    if d is None or d != d.to_integral_value():
         return None
-    try:
-        return int(Decimal(str(value)))
-    except (InvalidOperation, ValueError):
+    return int(d)
+
+
+def _scaled(value: Any, factor: int) -> int | None:
+    """``value`` units of ``factor`` bytes (a catalogue's MB may be fractional: 1.5 MB is
+    1,500,000 bytes); None unless that is a whole number of bytes."""
+    d = parse_money(value)
+    if d is None:
         return None
+    n = d * factor
+    return int(n) if n == n.to_integral_value() else None
 
 
 def unwrap(body: Any, *keys: str) -> list[dict[str, Any]]:
@@ -212,12 +240,10 @@ def _assignment(name: str, description: str | None, a: dict[str, Any]) -> Assign
     if (initial is None or remaining is None) and data is not None:
         # Allowances say MB in the list schema and BYTES in the single-assignment schema.
         factor = _UNIT_BYTES.get(str(data.get("unit", "MB")).upper(), MB)
-        init_amount = _int(data.get("initialAmount"))
-        rem_amount = _int(data.get("remainingAmount"))
-        if initial is None and init_amount is not None:
-            initial = init_amount * factor
-        if remaining is None and rem_amount is not None:
-            remaining = rem_amount * factor
+        if initial is None:
+            initial = _scaled(data.get("initialAmount"), factor)
+        if remaining is None:
+            remaining = _scaled(data.get("remainingAmount"), factor)
     unlimited = bool(a.get("unlimited")) or bool(data and data.get("unlimited"))
     return Assignment(
         name=name,
@@ -226,7 +252,9 @@ def _assignment(name: str, description: str | None, a: dict[str, Any]) -> Assign
         reference=a.get("assignmentReference") or None,
         state=str(a.get("bundleState") or "unknown").strip().lower(),
         initial=initial,
-        remaining=None if remaining is None else max(remaining, 0),
+        # As given, even negative: a figure that cannot be true is refused by the
+        # plausibility checks, never turned into "0 left" (which would trigger renewals).
+        remaining=remaining,
         unlimited=unlimited,
         assigned_at=parse_time(a.get("assignmentDateTime")),
         start=parse_time(a.get("startTime")),
@@ -268,10 +296,12 @@ def esim_from(
     queued = sorted((a for a in assignments if a.state == "queued"), key=_sort_key)
     processing = sorted((a for a in assignments if a.state == "processing"), key=_sort_key)
     used = sorted(
-        (a for a in assignments if a.state not in ("active", "queued", "processing")),
+        (a for a in assignments if a.state in USED_STATES),
         key=lambda a: a.end or _sort_key(a),
         reverse=True,
     )
+    # A bundle state eSIM Go does not document says nothing we can read: never "expired".
+    odd = [a for a in assignments if a.state not in BUNDLE_STATES]
     live = actives + queued
 
     unlimited = False
@@ -296,7 +326,11 @@ def esim_from(
                 if expires is None or days is None:
                     expires = None  # the chain's end is not known: say so, never guess
                     break
-                expires += timedelta(days=days)
+                try:
+                    expires += timedelta(days=days)
+                except OverflowError:  # a validity beyond any calendar
+                    expires = None
+                    break
     elif used:
         current = used[0]
         unlimited = current.unlimited
@@ -305,6 +339,8 @@ def esim_from(
         expires = current.end
     elif processing:
         current = processing[0]
+    elif odd:
+        current = max(odd, key=_sort_key)  # named, with no figures: its state is unknown
     if current is not None:
         plan = current.label
         waiting = len(queued) - (1 if current in queued else 0)
@@ -315,6 +351,10 @@ def esim_from(
     esim_state = str(summary.get("state") or "").strip().lower()
     if esim_state == "deactivated":
         state = EsimState.RECYCLED
+    elif esim_state not in PLAIN_ESIM_STATES or (odd and not live):
+        # Suspended, or a state eSIM Go does not document (of the eSIM, or of its bundles
+        # when none is active or queued): unknown, never expired or active.
+        state = EsimState.UNKNOWN
     elif actives:
         state = EsimState.ACTIVE
     elif queued:
@@ -385,7 +425,7 @@ def plan_from(
     if not isinstance(name, str) or not name:
         return None
     data = _data_allowance(bundle.get("allowances"))
-    amount = _int(bundle.get("dataAmount"))
+    amount = parse_money(bundle.get("dataAmount"))  # MB, possibly fractional
     unlimited = bool(bundle.get("unlimited")) or bool(data and data.get("unlimited"))
     # Unlimited bundles carry dataAmount 0 or -1 depending on the source, and their names
     # say UL (Lite), ULE (Essential) or ULP (Plus).
@@ -393,11 +433,12 @@ def plan_from(
         unlimited = True
     data_bytes: int | None = None
     if not unlimited:
+        allowance = parse_money(data.get("amount")) if data is not None else None
         if amount is not None and amount > 0:
-            data_bytes = amount * MB
-        elif data is not None and (_int(data.get("amount")) or 0) > 0:
+            data_bytes = _scaled(amount, MB)
+        elif data is not None and allowance is not None and allowance > 0:
             factor = _UNIT_BYTES.get(str(data.get("unit", "MB")).upper(), MB)
-            data_bytes = (_int(data.get("amount")) or 0) * factor
+            data_bytes = _scaled(allowance, factor)
         else:
             return None
     price = parse_money(bundle.get("price"))
@@ -427,6 +468,54 @@ def order_records(body: Any) -> list[dict[str, Any]]:
     ):
         return [body]
     return unwrap(body, "orders", "Orders")
+
+
+def shape_of(body: Any) -> str:
+    """What an unexpected answer looked like, in a few words for an error message."""
+    if body is None:
+        return "null"
+    if isinstance(body, dict):
+        keys = ", ".join(sorted(str(k) for k in body)[:5])
+        return f"an object with {keys}" if keys else "an empty object"
+    if isinstance(body, list):
+        return f"a list of {len(body)}"
+    return f"a {type(body).__name__}"
+
+
+def strict_records(body: Any, *keys: str) -> list[dict[str, Any]] | None:
+    """Like ``unwrap``, but None (not an empty list) for an answer of no documented
+    shape: ``{}``, ``null``, ``{"esims": null}`` or a list of non-objects say nothing
+    about what the account holds."""
+    rows: Any = None
+    if isinstance(body, list):
+        rows = body
+    elif isinstance(body, dict):
+        rows = next((body[k] for k in keys if isinstance(body.get(k), list)), None)
+    if not isinstance(rows, list) or not all(isinstance(x, dict) for x in rows):
+        return None
+    return rows
+
+
+def strict_order_records(body: Any, *, complete: bool = False) -> list[dict[str, Any]] | None:
+    """``order_records`` for an answer that must be understood: None unless it is a bare
+    list, an ``orders`` list or one order; with ``complete``, also unless every order has
+    its reference, a readable date and its lines (what a lookup decides on)."""
+    if (
+        isinstance(body, dict)
+        and "orders" not in body
+        and ("orderReference" in body or "order" in body)
+    ):
+        rows: list[dict[str, Any]] | None = [body]
+    else:
+        rows = strict_records(body, "orders", "Orders")
+    if rows is None or not complete:
+        return rows
+    for r in rows:
+        created = parse_time(r.get("createdDate")) or parse_time(r.get("createDate"))
+        lines = r.get("order", r.get("Order"))
+        if not r.get("orderReference") or created is None or not isinstance(lines, list):
+            return None
+    return rows
 
 
 _NOT_ESIM_ITEMS = {"topup", "autotopup", "apitopup"}  # money into the organisation balance
@@ -613,6 +702,7 @@ class EsimGoProvider(Provider):
                 error_mapper=self._map_error,
                 retries=self._retries,
                 extra=self.ctx.extra,
+                secrets=self.ctx.secrets.values(),  # masked in its errors
             )
             self._api.client.event_hooks["response"].append(self._on_response)
         return self._api
@@ -661,10 +751,7 @@ class EsimGoProvider(Provider):
         status = resp.status_code
         if status < 400:
             return None
-        msg = _message(body)
-        key = self.ctx.secrets.get("API_KEY")
-        if key and key in msg:
-            msg = msg.replace(key, "***")
+        msg = self.api.scrub(_message(body))  # the account's scrubber (http.Scrubber)
         low = msg.lower()
         path = resp.request.url.path
         m = _ICCID_PATH.search(path)
@@ -720,6 +807,27 @@ class EsimGoProvider(Provider):
         return ProviderError(
             f"eSIM Go refused the request to {path} (HTTP {status}{': ' + msg if msg else ''})"
         )
+
+    def _unreadable(self, what: str, body: Any) -> TemporaryFailure:
+        return TemporaryFailure(
+            f"eSIM Go answered {what} with {shape_of(body)}, not what it documents; nothing "
+            "is read from it (retry later)",
+            account=self.account,
+            provider=self.id,
+        )
+
+    def _strict(
+        self, what: str, read: Callable[[Any], list[dict[str, Any]] | None]
+    ) -> Callable[[Any], list[dict[str, Any]]]:
+        """A page reader for ``_pages`` that raises on an answer of no documented shape."""
+
+        def records(body: Any) -> list[dict[str, Any]]:
+            rows = read(body)
+            if rows is None:
+                raise self._unreadable(what, body)
+            return rows
+
+        return records
 
     async def _key_works(self) -> bool:
         try:
@@ -832,6 +940,11 @@ class EsimGoProvider(Provider):
             f"/esims/{iccid}/bundles",
             params={"includeUsed": "true", "limit": ASSIGNMENTS_LIMIT},
         )
+        if strict_records(body, "bundles") is None and not (
+            isinstance(body, dict) and isinstance(body.get("assignments"), list)
+        ):
+            # Not "no bundles": an answer we cannot read says nothing about the eSIM.
+            raise self._unreadable(f"the bundles of eSIM {iccid}", body)
         return parse_assignments(body)
 
     async def list_esims(self) -> list[Esim]:
@@ -840,12 +953,12 @@ class EsimGoProvider(Provider):
             {},
             page_size=ESIMS_PER_PAGE,
             size_param="perPage",
-            records=lambda body: unwrap(body, "esims"),
+            records=self._strict("the eSIM list", lambda body: strict_records(body, "esims")),
         )
         summaries = [s for s in summaries if s.get("iccid")]
         summaries = list({str(s["iccid"]): s for s in summaries}.values())
 
-        async def one(summary: dict[str, Any]) -> Esim:
+        async def one(summary: dict[str, Any]) -> Esim | None:
             iccid = str(summary["iccid"])
             try:
                 assignments = await self._about_iccid(iccid, lambda: self._assignments(iccid))
@@ -858,17 +971,31 @@ class EsimGoProvider(Provider):
                     as_of=self.ctx.clock(),
                     unit_base=1000,
                 )
+            except TemporaryFailure as exc:
+                if not exc.message.startswith("eSIM Go answered"):
+                    raise
+                # One eSIM's unreadable answer is an error for that eSIM, not the account.
+                self.rejected.append(
+                    ProviderError(
+                        f"eSIM {iccid}: {exc.message}; not shown and never renewed on it",
+                        account=self.account,
+                        provider=self.id,
+                        code="unreadable_answer",
+                    )
+                )
+                return None
             return esim_from(
                 summary, assignments, account=self.account, provider=self.id, now=self.ctx.clock()
             )
 
-        return await self._each(summaries, one)
+        return [e for e in await self._each(summaries, one) if e is not None]
 
     async def get_esim(self, iccid: str) -> Esim:
         async def fetch() -> Esim:
             detail = await self._get(f"/esims/{iccid}")
-            summary = detail if isinstance(detail, dict) else {}
-            summary = {**summary, "iccid": summary.get("iccid") or iccid}
+            if not isinstance(detail, dict):
+                raise self._unreadable(f"eSIM {iccid}", detail)
+            summary = {**detail, "iccid": detail.get("iccid") or iccid}
             assignments = await self._assignments(iccid)
             return esim_from(
                 summary, assignments, account=self.account, provider=self.id, now=self.ctx.clock()
@@ -884,7 +1011,7 @@ class EsimGoProvider(Provider):
             params,
             page_size=CATALOGUE_PER_PAGE,
             size_param="perPage",
-            records=lambda body: unwrap(body, "bundles"),
+            records=self._strict("the catalogue", lambda body: strict_records(body, "bundles")),
         )
 
     async def catalogue(self, country: str) -> list[Plan]:
@@ -958,12 +1085,20 @@ class EsimGoProvider(Provider):
 
     # -- orders -----------------------------------------------------------------------------
 
-    async def _order_records(self, since: datetime | None = None) -> list[dict[str, Any]]:
+    async def _order_records(
+        self, since: datetime | None = None, *, complete: bool = False
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"includeIccids": "true"}
         if since is not None:
             params["createdAt"] = "gte:" + since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         return await self._pages(
-            "/orders", params, page_size=ORDERS_PER_PAGE, size_param="limit", records=order_records
+            "/orders",
+            params,
+            page_size=ORDERS_PER_PAGE,
+            size_param="limit",
+            records=self._strict(
+                "the order list", lambda body: strict_order_records(body, complete=complete)
+            ),
         )
 
     async def orders(self) -> list[Order]:
@@ -1049,6 +1184,57 @@ class EsimGoProvider(Provider):
             "allowReassign": False,
         }
 
+    async def _validate(self, esim: Esim, plan: Plan, line: dict[str, Any]) -> Money:
+        """Price the order with ``type: validate`` (documented: it runs every check and
+        returns the total without charging, so it is retried like a read; a failure here
+        means nothing was bought). Refused unless the total is a real price no higher
+        than the listed one the user agreed to."""
+        what = f"{plan.id!r} for eSIM {esim.iccid}"
+        if plan.price is None:
+            raise LimitRefused(
+                f"refused: eSIM Go lists no price for {what}, and esimctl does not buy at an "
+                "unknown price; nothing was bought",
+                account=self.account,
+                provider=self.id,
+            )
+        quote_ = await self._call(
+            "POST", "/orders", json={"type": "validate", "assign": True, "order": [line]}
+        )
+        if not isinstance(quote_, dict):
+            raise self._unreadable("the price check (validate)", quote_)
+        if quote_.get("valid") is False:
+            raise InvalidInput(
+                f"eSIM Go will not sell {what}: {_message(quote_) or 'the order did not validate'}",
+                account=self.account,
+                provider=self.id,
+            )
+        total = parse_money(quote_.get("total"))
+        if total is None:
+            raise self._unreadable("the price check (validate)", quote_)
+        currency = quote_.get("currency") or plan.price.currency
+        if currency != plan.price.currency:
+            raise LimitRefused(
+                f"refused: eSIM Go prices {what} in {currency}, not in the {plan.price.currency} "
+                "shown; nothing was bought",
+                account=self.account,
+                provider=self.id,
+            )
+        if total <= 0:
+            raise LimitRefused(
+                f"refused: eSIM Go's price check for {what} says {total} {currency}, which is "
+                "no real price; nothing was bought",
+                account=self.account,
+                provider=self.id,
+            )
+        if total > plan.price.amount:
+            raise LimitRefused(
+                f"refused: eSIM Go now asks {Money(total, currency)} for {plan.id}, more "
+                f"than the {plan.price} shown; nothing was bought, check 'esimctl plans'",
+                account=self.account,
+                provider=self.id,
+            )
+        return Money(total, currency)
+
     async def buy_topup(self, esim: Esim, plan: Plan, reference: str) -> Order:
         async def compatible() -> bool:
             return await self._compatible(esim.iccid, plan.id)
@@ -1061,32 +1247,7 @@ class EsimGoProvider(Provider):
                 provider=self.id,
             )
         line = self._line(esim, plan)
-        # validate prices the order and runs every check without charging: safe to retry.
-        quote_ = await self._call(
-            "POST", "/orders", json={"type": "validate", "assign": True, "order": [line]}
-        )
-        if isinstance(quote_, dict):
-            if quote_.get("valid") is False:
-                raise InvalidInput(
-                    f"eSIM Go will not sell {plan.id!r} for eSIM {esim.iccid}: "
-                    f"{_message(quote_) or 'the order did not validate'}",
-                    account=self.account,
-                    provider=self.id,
-                )
-            total = parse_money(quote_.get("total"))
-            currency = quote_.get("currency") or (plan.price.currency if plan.price else None)
-            if (
-                plan.price is not None
-                and total is not None
-                and currency == plan.price.currency
-                and total > plan.price.amount
-            ):
-                raise LimitRefused(
-                    f"eSIM Go now asks {Money(total, plan.price.currency)} for {plan.id}, more "
-                    f"than the {plan.price} shown; nothing was bought, check 'esimctl plans'",
-                    account=self.account,
-                    provider=self.id,
-                )
+        await self._validate(esim, plan, line)
         sent_at = self.ctx.clock()
         self._journal_put(reference, iccid=esim.iccid, plan_id=plan.id, sent_at=sent_at.isoformat())
         try:
@@ -1120,7 +1281,9 @@ class EsimGoProvider(Provider):
             )
         order = orders[0]
         self._journal_put(reference, order=order.id)
-        price = order.price or plan.price
+        # The price the answer says was charged, as reported (None when it gives none or
+        # no finite number): the ledger keeps the listed price beside it.
+        price = order.price
         return Order(
             id=order.id,
             account=self.account,
@@ -1139,6 +1302,26 @@ class EsimGoProvider(Provider):
     async def find_order(
         self, reference: str, *, iccid: str | None, since: datetime
     ) -> Order | None:
+        """The order our purchase ``reference`` made, or None when a well-formed order
+        list shows none. An answer that cannot be understood (``{}``, ``null``, an order
+        without its reference or date) is never evidence that nothing happened: it
+        raises, and the purchase stays unresolved until a readable answer decides."""
+        try:
+            return await self._find_order(reference, iccid=iccid, since=since)
+        except CredentialsError:
+            raise
+        except EsimctlError as exc:
+            raise TemporaryFailure(
+                f"eSIM Go could not say whether purchase {reference} went through "
+                f"({exc.message}); the order stays unresolved and is looked up again before "
+                "anything is bought",
+                account=self.account,
+                provider=self.id,
+            ) from None
+
+    async def _find_order(
+        self, reference: str, *, iccid: str | None, since: datetime
+    ) -> Order | None:
         intent = self._intent(reference)
         plan_id = intent.get("plan_id")
         iccid = iccid or intent.get("iccid")
@@ -1149,7 +1332,7 @@ class EsimGoProvider(Provider):
         start = (sent if sent is not None and sent > since else since) - ORDER_CLOCK_MARGIN
         claimed = self._claimed(reference)
         currency = None
-        records = await self._order_records(start)
+        records = await self._order_records(start, complete=True)
         if any(not r.get("currency") for r in records):
             currency = await self._currency()
         rows = [

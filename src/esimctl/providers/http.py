@@ -7,24 +7,42 @@
   timeouts and malformed bodies, with exponential backoff and jitter. A purchase is sent
   with ``idempotent=False``: it is never retried, and a timeout after the request may
   have left becomes ``OutcomeUnknown`` so the caller reconciles before buying again.
-* Secrets never appear in exceptions: messages name the endpoint path, not headers.
+* Secrets never appear in exceptions: messages name the endpoint path, not headers, and
+  every error raised through ``ApiClient`` passes its ``Scrubber``, which knows the
+  account's secrets and every credential the client has sent (``Authorization``, API-key
+  headers, secret form fields), and masks ``Bearer …`` and ``token=…`` shapes besides.
+  Providers' own ``_scrub`` delegate to it: one place.
+* Plain ``http://`` is refused before any connection unless the server is on this
+  machine (127.0.0.0/8, ::1, localhost) or the account opted in (``insecure_http = true``,
+  warned about on stderr each run): credentials never cross a network unencrypted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
+import re
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 
 from esimctl import __version__
+from esimctl.config import (
+    insecure_http_for,
+    plain_http_host,
+    refuse_plain_http,
+    url_problem,
+)
 from esimctl.errors import (
     AuthRejected,
+    ConfigError,
     EsimctlError,
     NotFound,
     OutcomeUnknown,
@@ -136,6 +154,137 @@ def retry_after(resp: httpx.Response) -> float | None:
 
 ErrorMapper = Callable[[httpx.Response, Any], EsimctlError | None]
 
+MASK = "***"
+#: The shortest beginning of a secret masked at the end of a cut-off text.
+_MIN_FRAGMENT = 8
+#: Headers whose value is a credential.
+_SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "rt-accesscode"}
+)
+#: Form, query or JSON field names whose value is a credential.
+_SECRET_FIELD = re.compile(r"(?i)token|secret|password|api_?key|access_?code|client_?id")
+_VALUE = r"[^\s\"'&,;}\]]"
+#: ``Authorization: Bearer x``, ``"X-API-Key": "x"``, ``rt-accesscode=x`` ... where x looks
+#: like a credential (a scheme before it, a digit in it, or 16 characters), not like prose.
+_HEADER_SHAPE = re.compile(
+    r"(?i)\b((?:proxy-)?authorization|x-api-key|api-key|rt-accesscode)"
+    r"([\"']?\s*[:=]\s*[\"']?)"
+    rf"(?:((?:bearer|basic|token)\s+){_VALUE}+|{_VALUE}*\d{_VALUE}*|{_VALUE}{{16,}})"
+)
+#: ``client_secret=x``, ``"access_token": "x"``: a secret-looking name given a value.
+_FIELD_SHAPE = re.compile(
+    r"(?i)\b(\w*(?:token|secret|password|api_?key|access_?code|client_?id)\w*)"
+    rf"(\s*=\s*|[\"']\s*:\s*[\"']?){_VALUE}+"
+)
+#: A bare ``Bearer <token>`` in prose.
+_BEARER_SHAPE = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{12,}")
+
+
+class Scrubber:
+    """Masks every known secret value, and anything shaped like a credential, in a text.
+
+    Values are masked in the forms a server may echo them: as sent, URL-encoded and
+    JSON-escaped. Values shorter than 4 characters are not masked (they would mask
+    ordinary words); no real credential is that short.
+    """
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._values: set[str] = set()
+        self.add(*values)
+
+    def add(self, *values: str | None) -> None:
+        for value in values:
+            if not value or len(value) < 4:
+                continue
+            for form in (value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]):
+                if len(form) >= 4:
+                    self._values.add(form)
+
+    def learn_header(self, name: str, value: str) -> None:
+        """A header about to be sent: its value is a credential if the name says so."""
+        if name.lower() not in _SECRET_HEADERS and not _SECRET_FIELD.search(name):
+            return
+        self.add(value)
+        scheme, _, cred = value.partition(" ")
+        if cred and scheme.lower() in ("bearer", "basic", "token"):
+            self.add(cred.strip())
+            if scheme.lower() == "basic":
+                try:
+                    pair = base64.b64decode(cred.strip(), validate=True).decode("utf-8")
+                except ValueError:
+                    return
+                self.add(*pair.split(":", 1))
+
+    def learn_fields(self, fields: Any) -> None:
+        """Form, query or JSON fields about to be sent: secret-looking names' values."""
+        if isinstance(fields, Mapping):
+            for k, v in fields.items():
+                if isinstance(v, str) and _SECRET_FIELD.search(str(k)):
+                    self.add(v)
+                elif isinstance(v, Mapping):
+                    self.learn_fields(v)
+
+    def __call__(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, MASK)
+        for value in self._values:
+            # A value cut short where a provider (or a mapper) truncated its message.
+            for k in range(len(value) - 1, _MIN_FRAGMENT - 1, -1):
+                if text.endswith(value[:k]):
+                    text = text[:-k] + MASK
+                    break
+        text = _HEADER_SHAPE.sub(lambda m: f"{m[1]}{m[2]}{m[3] or ''}{MASK}", text)
+        text = _FIELD_SHAPE.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
+        return _BEARER_SHAPE.sub(lambda m: f"{m[1]}{MASK}", text)
+
+    def error(self, exc: EsimctlError) -> EsimctlError:
+        """``exc`` with its message and hint scrubbed (in place)."""
+        exc.message = self(exc.message)
+        exc.args = (exc.message, *exc.args[1:])
+        if exc.hint:
+            exc.hint = self(exc.hint)
+        return exc
+
+
+def check_url(
+    url: str,
+    *,
+    account: str,
+    provider: str,
+    insecure_http: bool | None = None,
+    warned: set[str] | None = None,
+) -> None:
+    """Refuse an address esimctl must not send credentials to, before any connection.
+
+    ``insecure_http``: whether the account opted in to plain http:// beyond this machine;
+    None looks it up in the account's config table. An opted-in address is warned about on
+    stderr (once per address in ``warned``).
+    """
+    problem = url_problem(url)
+    if problem is not None:
+        raise ConfigError(
+            f"the {provider} address {url!r} of account {account!r} {problem}",
+            account=account,
+            provider=provider,
+        )
+    host = plain_http_host(url)
+    if host is None:
+        return
+    if insecure_http is None:
+        insecure_http = insecure_http_for(account)
+    if not insecure_http:
+        raise refuse_plain_http(account, url)
+    if warned is None or url not in warned:
+        if warned is not None:
+            warned.add(url)
+        sys.stderr.write(
+            f"warning: account {account!r} sends its credentials and tokens UNENCRYPTED over "
+            f"plain http:// to {host} (insecure_http = true in its config); anyone on the "
+            "network can read them: use https://\n"
+        )
+        sys.stderr.flush()
+
 
 class ApiClient:
     """One ``httpx.AsyncClient`` per account (keep-alive), with the provider's policies."""
@@ -153,9 +302,25 @@ class ApiClient:
         retries: int = 4,
         backoff: float = 0.5,
         extra: dict[str, Any] | None = None,
+        secrets: Iterable[str] = (),
+        insecure_http: bool | None = None,
     ) -> None:
+        """``secrets``: the account's secret values, masked in every error raised here.
+        ``insecure_http``: the account's opt-in to plain http:// (see ``check_url``); None
+        takes it from ``extra["insecure_http"]`` or else from the account's config table."""
         self.provider = provider
         self.account = account
+        if insecure_http is None and extra is not None and "insecure_http" in extra:
+            insecure_http = extra["insecure_http"] is True
+        warned: set[str] = (
+            extra.setdefault("insecure_http_warned", set()) if extra is not None else set()
+        )
+        check_url(
+            base_url, account=account, provider=provider, insecure_http=insecure_http, warned=warned
+        )
+        self.scrub = Scrubber(secrets)
+        for name, value in (headers or {}).items():
+            self.scrub.learn_header(name, value)
         self.throttle = throttle
         self.error_mapper = error_mapper
         self.retries = retries
@@ -182,7 +347,17 @@ class ApiClient:
         self.stats[key] = self.stats.get(key, 0) + 1
 
     def _err(self, exc: EsimctlError) -> EsimctlError:
-        return exc.for_account(self.account, self.provider)
+        return self.scrub.error(exc.for_account(self.account, self.provider))
+
+    def _learn(self, kwargs: Mapping[str, Any]) -> None:
+        """Remember every credential a request carries, before it is sent."""
+        headers = kwargs.get("headers")
+        if isinstance(headers, Mapping):
+            for name, value in headers.items():
+                if isinstance(name, str) and isinstance(value, str):
+                    self.scrub.learn_header(name, value)
+        for key in ("data", "params", "json"):
+            self.scrub.learn_fields(kwargs.get(key))
 
     def _map_status(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
         if self.error_mapper is not None:
@@ -231,6 +406,7 @@ class ApiClient:
         """Send a request and return its parsed JSON body (or None when empty)."""
         attempts = self.retries + 1 if idempotent else 1
         last: EsimctlError | None = None
+        self._learn(kwargs)
         for attempt in range(attempts):
             await acquire_all((self.throttle, *throttles))
             self._count("requests")

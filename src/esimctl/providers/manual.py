@@ -10,13 +10,18 @@ Figures are derived, never stored twice: an eSIM's figures are the fold, in time
 package, its readings and its top-ups (``fold``). A top-up takes effect when the user confirms
 it, or at the first reading taken after it was bought that shows more data than the eSIM had.
 Its data stacks on what remains; its days move the end date by the account's ``stacking`` rule.
+
+The total is the package's data plus the data of every top-up applied: a reading never changes
+it. A reading above it (recorded with ``--force``) shows as the total only while it is the
+latest reading, so that data left is never above the total; a wrong total is corrected on the
+package (``esim edit --total``, ``esim reading --total``: ``package_for_total``).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -169,14 +174,43 @@ class ManualStore:
         )
         return [_row_esim(r) for r in rows]
 
+    def update_esim(
+        self,
+        iccid: str,
+        *,
+        data_bytes: int | None = None,
+        activated_at: datetime | None = None,
+    ) -> None:
+        """Correct the recorded package: its data (the total's base) or its activation."""
+        sets: list[str] = []
+        args: list[Any] = []
+        if data_bytes is not None:
+            sets.append("data_bytes = ?")
+            args.append(data_bytes)
+        if activated_at is not None:
+            sets.append("activated_at = ?")
+            args.append(iso(activated_at))
+        if not sets:
+            return
+        with self.ledger.tx() as db:
+            db.execute(f"UPDATE manual_esims SET {', '.join(sets)} WHERE iccid = ?", (*args, iccid))
+
     def remove_esim(self, iccid: str) -> None:
         """The eSIM and its readings; its orders stay in the ledger, like any account's."""
         with self.ledger.tx() as db:
             db.execute("DELETE FROM manual_readings WHERE iccid = ?", (iccid,))
             db.execute("DELETE FROM manual_esims WHERE iccid = ?", (iccid,))
 
-    def add_reading(self, r: Reading, *, recorded_at: datetime) -> None:
+    def add_reading(
+        self, r: Reading, *, recorded_at: datetime, package_bytes: int | None = None
+    ) -> None:
+        """Record ``r``; with ``package_bytes``, correct the package's data in the same step."""
         with self.ledger.tx() as db:
+            if package_bytes is not None:
+                db.execute(
+                    "UPDATE manual_esims SET data_bytes = ? WHERE iccid = ?",
+                    (package_bytes, r.iccid),
+                )
             db.execute(
                 "INSERT INTO manual_readings (iccid, remaining_bytes, expires_at, taken_at, "
                 "recorded_at) VALUES (?,?,?,?,?)",
@@ -295,6 +329,7 @@ class TopUp:
 
 @dataclass
 class Figures:
+    #: The package's data plus the top-ups applied: never raised by a reading.
     total: int
     remaining: int
     expires_at: datetime | None
@@ -303,6 +338,17 @@ class Figures:
     measured: bool = False
     applied: list[TopUp] = field(default_factory=list)
     waiting: list[TopUp] = field(default_factory=list)
+    #: Readings that showed more data left than the total at their time (forced ones),
+    #: each with that total.
+    over: list[tuple[Reading, int]] = field(default_factory=list)
+    #: The newest reading, if any.
+    latest: Reading | None = None
+
+    @property
+    def shown_total(self) -> int:
+        """The total as shown: lifted to the data left while a reading above it is the
+        latest (it was recorded with ``--force``), so data left is never above the total."""
+        return max(self.total, self.remaining)
 
 
 def _moved_end(end: datetime | None, t: TopUp) -> datetime | None:
@@ -361,13 +407,48 @@ def fold(esim: ManualEsim, readings: Sequence[Reading], topups: Sequence[TopUp])
         while waiting and waiting[0].created_at <= when and _shows(ev, f, waiting[0]):
             _apply(f, waiting.pop(0))
         f.remaining = ev.remaining_bytes
-        f.total = max(f.total, ev.remaining_bytes)
+        if ev.remaining_bytes > f.total:
+            f.over.append((ev, f.total))
         if ev.expires_at is not None:
             f.expires_at = ev.expires_at
         f.as_of = when
         f.measured = True
+        f.latest = ev
     f.waiting = waiting
     return f
+
+
+def package_for_total(
+    esim: ManualEsim,
+    readings: Sequence[Reading],
+    topups: Sequence[TopUp],
+    total: int,
+    *,
+    base: int = 1024,
+) -> int:
+    """The package data that makes the eSIM's total ``total`` now (top-ups applied included).
+
+    Which top-ups a reading shows can depend on the package (a reading compares with the data
+    left before it), so the answer is found by trying: at most a few rounds.
+    """
+    from esimctl.output.human import size
+
+    data = esim.data_bytes
+    for _ in range(4):
+        f = fold(replace(esim, data_bytes=data), readings, topups)
+        if f.total == total:
+            return data
+        added = f.total - data
+        data = total - added
+        if data <= 0:
+            raise InvalidInput(
+                f"invalid total {size(total, base)}: the top-ups applied add {size(added, base)} "
+                "on their own; give the total the seller's app shows (package and top-ups)"
+            )
+    raise InvalidInput(
+        f"cannot make the total {size(total, base)} agree with the readings and top-ups "
+        "recorded: record a reading with --total as the seller's app shows it"
+    )
 
 
 def _state(e: ManualEsim, f: Figures, now: datetime) -> EsimState:
@@ -414,16 +495,28 @@ class ManualProvider(Provider):
         assert self.ctx.ledger is not None, "service.open_provider passes the ledger"
         return ManualStore(self.ctx.ledger)
 
-    def esims(self) -> list[Esim]:
-        """Every eSIM of this account with its figures now (no network, so not async)."""
+    def _topups(self) -> dict[str, list[TopUp]]:
         assert self.ctx.ledger is not None
-        store = self.store
-        readings = store.readings(self.account)
         topups: dict[str, list[TopUp]] = {}
         for row in self.ctx.ledger.orders(account=self.account):
             t = TopUp.of(row)
             if t is not None and row.iccid:
                 topups.setdefault(row.iccid, []).append(t)
+        return topups
+
+    def inputs(self, iccid: str) -> tuple[ManualEsim, list[Reading], list[TopUp]]:
+        """What the figures of one eSIM are folded from: to check a change before it is made."""
+        e = self.store.esim(iccid)
+        if e is None or e.account != self.account:
+            raise InvalidInput(f"eSIM {iccid} is not recorded on {self.account}")
+        readings = self.store.readings(self.account).get(iccid, [])
+        return e, readings, self._topups().get(iccid, [])
+
+    def esims(self) -> list[Esim]:
+        """Every eSIM of this account with its figures now (no network, so not async)."""
+        store = self.store
+        readings = store.readings(self.account)
+        topups = self._topups()
         now = self.ctx.clock()
         out = []
         for e in store.esims(self.account):
@@ -439,7 +532,7 @@ class ManualProvider(Provider):
                     state=_state(e, f, now),
                     plan=f.plan,
                     label=e.label,
-                    data_total_bytes=f.total,
+                    data_total_bytes=f.shown_total,
                     data_remaining_bytes=f.remaining,
                     expires_at=f.expires_at,
                     as_of=f.as_of,

@@ -13,6 +13,7 @@ from esimctl.credentials import KeyringUnavailable, env_var
 from esimctl.env import Env
 from esimctl.errors import CredentialsError, InvalidInput
 from esimctl.output.emit import Column, Table
+from esimctl.output.human import esc
 from esimctl.providers import registry
 from esimctl.service import open_provider
 
@@ -168,7 +169,7 @@ def run_test(name: str, env: Env) -> Result:
     return Result(
         command="account test",
         data={"account": acc.name, "provider": acc.provider, "ok": True, "detail": detail},
-        lines=[f"[green]✓[/] {acc.name} ({acc.provider}): credentials work; {detail}"],
+        lines=[f"[green]✓[/] {acc.name} ({acc.provider}): credentials work; {esc(detail)}"],
     )
 
 
@@ -185,14 +186,22 @@ def run_remove(name: str, env: Env, *, yes: bool) -> Result:
     FileStore(env.paths.state_dir / "tokens").delete(f"{name}#token")
     env.config.remove_account(name)
     env.config.save()
+    # Only the cached figures go: the account's orders stay in the ledger, and 'history'
+    # keeps listing them (marked from a removed account; --account NAME still finds them).
     env.ledger.cache_drop(name)
+    kept = sum(1 for r in env.ledger.orders(account=name) if r.state != "dry_run")
+    where = (
+        f"its {kept} order(s) stay in the history: esimctl history --account {name}"
+        if kept
+        else "it has no orders in the ledger"
+    )
     return Result(
         command="account remove",
-        data={"account": name, "secrets_removed": removed},
+        data={"account": name, "secrets_removed": removed, "orders_kept": kept},
         lines=[
             f"[green]✓[/] account {name!r} removed"
             + ("" if removed else " (no stored secrets found)")
-            + "; its orders stay in the ledger"
+            + f"; {where}"
         ],
     )
 

@@ -27,6 +27,10 @@ class Result:
     empty: str = "nothing to show"
     #: Human lines for stdout instead of a table (Rich markup allowed).
     lines: list[str] = field(default_factory=list)
+    #: What ``-q`` prints (Rich markup allowed): only what needs the user, one line each —
+    #: an eSIM needing attention, a renewal left to them, a limit that refused, an order
+    #: overdue. Nothing at all when nothing does (docs/cron.md).
+    needs_you: list[str] = field(default_factory=list)
 
 
 def finish(env: Env, result: Result, *, json: bool = False, jsonl: bool = False) -> int:
@@ -34,9 +38,12 @@ def finish(env: Env, result: Result, *, json: bool = False, jsonl: bool = False)
         write_json(env, result.command, result.data, result.errors, result.exit_code)
     elif jsonl:
         write_jsonl(env, result.records or [])
+    elif env.quiet:
+        for line in result.needs_you:
+            env.out.print(line, highlight=False)
     elif result.table is not None:
         write_table(env, result.table, empty="" if result.errors else result.empty)
-    elif not env.quiet:
+    else:
         for line in result.lines:
             env.out.print(line, highlight=False)
     for err in result.errors:

@@ -1,35 +1,45 @@
 """``esimctl esim``: eSIMs of sellers without an API, recorded by hand.
 
-``add`` records an eSIM and its package, ``reading`` what the seller's app shows, ``confirm``
-or ``cancel`` a pending top-up, ``remove`` an eSIM, ``plan add|remove`` the seller's plans.
-Every value is checked before anything is written; the figures are the provider's fold.
+``add`` records an eSIM and its package, ``edit`` corrects it, ``reading`` records what the
+seller's app shows, ``confirm`` or ``cancel`` a pending top-up, ``remove`` an eSIM,
+``plan add|remove`` the seller's plans. Every value is checked before anything is written; the
+figures are the provider's fold.
+
+A value that parses but is unlikely — a reading above the total, a reading older than the
+latest, an end date in the past, an activation in the future — is named and asked about on a
+terminal, refused in a pipe (exit 2) unless ``--force`` (``insist``).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 from esimctl import parsing
 from esimctl.config import AccountConfig
 from esimctl.env import Env
-from esimctl.errors import InvalidInput, NotFound
+from esimctl.errors import Aborted, ConsentRequired, InvalidInput, NotFound
 from esimctl.ledger import LedgerOrder
 from esimctl.models import Esim, Money, OrderState
 from esimctl.output import human
+from esimctl.output.human import esc
 from esimctl.providers.manual import (
     ManualEsim,
     ManualProvider,
     Reading,
     SellerPlan,
     confirmed_detail,
+    fold,
     is_topup,
+    package_for_total,
 )
 from esimctl.serialize import esim_json, iso, order_json, plan_json
 from esimctl.service import attention_for, fetch_esims, match_esim, open_provider
+from esimctl.validate import MAX_BYTES, YEARS
 
 from .common import Result, confirm
 from .renew import describe
@@ -43,7 +53,17 @@ _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
 def data_size(value: str, base: int) -> int:
     """``1.2GB``, ``500MB`` or ``0``: a unit is required, a bare ``1.2`` is surely not bytes."""
-    return parsing.size(value, base=base)
+    n = parsing.size(value, base=base)
+    if n > MAX_BYTES:
+        raise InvalidInput(f"invalid size {value!r}: more than any eSIM holds")
+    return n
+
+
+def real_date(when: datetime, value: str) -> datetime:
+    """A date a seller can mean (the years ``validate`` believes), else invalid input."""
+    if not YEARS[0] <= when.year <= YEARS[1]:
+        raise InvalidInput(f"invalid date {value!r}: not a date a seller means")
+    return when
 
 
 def price(value: str) -> Money:
@@ -70,20 +90,59 @@ def end_date(value: str) -> datetime:
     except ValueError:
         d = None
     if d is not None:
-        return datetime.combine(d, time(23, 59, 59)).astimezone().astimezone(UTC)
+        return real_date(datetime.combine(d, time(23, 59, 59)).astimezone().astimezone(UTC), value)
     try:
         parsing.duration(v)
     except InvalidInput:
-        return parsing.when(v)
+        return real_date(parsing.when(v), value)
     raise InvalidInput(f"invalid end date {value!r}: use YYYY-MM-DD or an ISO 8601 time")
 
 
 def past_time(value: str, now: datetime, what: str) -> datetime:
     """A time that has happened: a date, an ISO 8601 time, or an age like ``2h``."""
-    when = parsing.when(value, now=now)
+    when = real_date(parsing.when(value, now=now), value)
     if when > now:
         raise InvalidInput(f"invalid {what} {value!r}: it is in the future")
     return when
+
+
+def activation(value: str, now: datetime) -> datetime:
+    return real_date(parsing.when(value, now=now), value)
+
+
+# -- unlikely values: asked about, refused in a pipe unless --force ---------------------------
+
+
+def insist(env: Env, problems: Sequence[str], *, force: bool, what: str) -> None:
+    """Go on despite ``problems`` only with the user's word.
+
+    ``--force`` goes on; a terminal asks y/N, naming each problem; anywhere else it is a
+    one-line refusal, exit 2, naming the problems and ``--force``.
+    """
+    if not problems or force:
+        return
+    text = "; ".join(problems)
+    if not env.can_prompt:
+        raise ConsentRequired(f"refusing to {what}: {text}; pass --force to {what} anyway")
+    env.stderr.write(f"{text[0].upper()}{text[1:]}. {what[0].upper()}{what[1:]} anyway? [y/N] ")
+    env.stderr.flush()
+    if env.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise Aborted(f"nothing recorded: not confirmed ({text})")
+
+
+def end_in_past(end: datetime | None, now: datetime) -> str | None:
+    if end is None or end >= now:
+        return None
+    return f"the end date {human.local_time(end)} is in the past ({human.ago(end, now)})"
+
+
+def activation_in_future(activated: datetime | None, now: datetime) -> str | None:
+    if activated is None or activated <= now:
+        return None
+    return (
+        f"the activation date {human.local_time(activated)} is in the future "
+        f"({human.until(activated, now)})"
+    )
 
 
 def countries(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -184,6 +243,7 @@ class AddEsimOptions:
     activated: str | None = None
     plan: str | None = None
     order_number: str | None = None
+    force: bool = False
 
 
 def check_label_free(env: Env, label: str) -> None:
@@ -211,7 +271,7 @@ def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
         raise InvalidInput("give the package's validity: --days N or --until DATE (one of them)")
     n_days = days(opts.days, least=1) if opts.days is not None else None
     until = end_date(opts.until) if opts.until else None
-    activated = parsing.when(opts.activated, now=now) if opts.activated else None
+    activated = activation(opts.activated, now) if opts.activated else None
     paid = price(opts.price) if opts.price else None
     where = countries(opts.countries)
     number = (opts.order_number or "").strip() or None
@@ -231,9 +291,10 @@ def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
                 if m.label and m.label.lower() == label.lower():
                     raise InvalidInput(f"label {label!r} is taken by eSIM {m.iccid} ({other.name})")
     plan = (opts.plan or "").strip() or plan_name(data, n_days, base, until)
-    store.add_esim(
-        ManualEsim(iccid, acc.name, label, where, plan, data, n_days, until, activated, now)
-    )
+    package = ManualEsim(iccid, acc.name, label, where, plan, data, n_days, until, activated, now)
+    problems = [activation_in_future(activated, now), end_in_past(package.first_end, now)]
+    insist(env, [p for p in problems if p], force=opts.force, what="record this eSIM")
+    store.add_esim(package)
     order = None
     if paid is not None or number is not None:
         bought = activated if activated is not None and activated < now else now
@@ -257,9 +318,9 @@ def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
             "order": order_json(order.to_order()) if order else None,
         },
         lines=[
-            f"[green]✓[/] recorded {describe(e)} on {acc.name}: {plan}",
+            f"[green]✓[/] recorded {esc(describe(e))} on {acc.name}: {esc(plan)}",
             f"  {figures(e, now)}",
-            f"  record what the seller's app shows: esimctl esim reading {name_of(e)} 1.2GB",
+            f"  record what the seller's app shows: esimctl esim reading {esc(name_of(e))} 1.2GB",
         ],
     )
 
@@ -273,6 +334,8 @@ class ReadingOptions:
     remaining: str
     at: str | None = None
     until: str | None = None
+    total: str | None = None
+    force: bool = False
 
 
 def _pending_topups(env: Env, e: Esim) -> list[LedgerOrder]:
@@ -280,14 +343,54 @@ def _pending_topups(env: Env, e: Esim) -> list[LedgerOrder]:
     return sorted((r for r in rows if is_topup(r)), key=lambda r: r.created_at)
 
 
+def _total(value: str, base: int) -> int:
+    total = data_size(value, base)
+    if total <= 0:
+        raise InvalidInput(f"invalid total {value!r}: a package has some data")
+    return total
+
+
 def run_reading(opts: ReadingOptions, env: Env) -> Result:
     e, provider = find_esim(env, opts.esim)
     now = env.now()
-    remaining = data_size(opts.remaining, e.unit_base)
+    base = e.unit_base
+    remaining = data_size(opts.remaining, base)
     taken = past_time(opts.at, now, "--at") if opts.at else now
     until = end_date(opts.until) if opts.until else None
+    total = _total(opts.total, base) if opts.total else None
+    if total is not None and remaining > total:
+        raise InvalidInput(
+            f"invalid reading: {human.size(remaining, base)} left is more than --total "
+            f"{human.size(total, base)}"
+        )
+    package, readings, topups = provider.inputs(e.iccid)
+    new = Reading(e.iccid, remaining, until, taken)
+    after_readings = sorted([*readings, new], key=lambda r: r.taken_at)
+    data = package.data_bytes
+    if total is not None:
+        data = package_for_total(package, after_readings, topups, total, base=base)
+    f = fold(replace(package, data_bytes=data), after_readings, topups)
+    problems: list[str] = []
+    over = next((t for r, t in f.over if r == new), None)
+    if over is not None:
+        problems.append(
+            f"{human.size(remaining, base)} left is more than the total of "
+            f"{human.size(over, base)} on {describe(e)}"
+        )
+    latest = readings[-1].taken_at if readings else None
+    older = latest is not None and taken < latest
+    if latest is not None and older:
+        problems.append(
+            f"it was read at {human.local_time(taken)}, before the latest reading "
+            f"({human.local_time(latest)}): the figures stay the latest reading's"
+        )
+    past = end_in_past(until, now)
+    if past:
+        problems.append(past)
+    insist(env, problems, force=opts.force, what="record this reading")
     waiting = _pending_topups(env, e)
-    provider.store.add_reading(Reading(e.iccid, remaining, until, taken), recorded_at=now)
+    corrected = data if data != package.data_bytes else None
+    provider.store.add_reading(new, recorded_at=now, package_bytes=corrected)
     after = refreshed(env, e.account, e.iccid)
     applied = [
         row
@@ -295,20 +398,34 @@ def run_reading(opts: ReadingOptions, env: Env) -> Result:
         if row.state == OrderState.COMPLETED.value
     ]
     record = esim_record(env, after)
-    lines = [f"[green]✓[/] {describe(after)}: {figures(after, now)}"]
+    name = esc(name_of(after))
+    lines = [f"[green]✓[/] {esc(describe(after))}: {figures(after, now)}"]
+    if total is not None:
+        lines.append(f"  total set to {human.size(total, base)}")
+    if over is not None and not older:
+        lines.append(
+            f"[yellow]![/] the total shows {human.size(remaining, base)} while this is the "
+            f"latest reading; if the package is larger: esimctl esim edit {name} --total SIZE"
+        )
+    if older:
+        lines.append(
+            "[yellow]![/] read before the latest reading: recorded, but the figures stay "
+            "the latest reading's"
+        )
     for row in applied:
         lines.append(
-            f"[green]✓ applied[/]: {row.plan} (order {row.to_order().id}): the reading shows it"
+            f"[green]✓ applied[/]: {esc(row.plan or '?')} (order {esc(row.to_order().id)}): "
+            "the reading shows it"
         )
     still = len(waiting) - len(applied)
     if still:
         lines.append(
             f"[yellow]! pending[/]: {still} top-up(s) not shown yet; once the seller's app "
-            f"shows the data, record it again, or: esimctl esim confirm {name_of(after)}"
+            f"shows the data, record it again, or: esimctl esim confirm {name}"
         )
-    if record["attention"]:
+    elif record["attention"]:
         words = ", ".join(a.replace("_", " ") for a in record["attention"])
-        lines.append(f"[yellow]! {words}[/]: renew early: esimctl renew {name_of(after)}")
+        lines.append(f"[yellow]! {words}[/]: renew early: esimctl renew {name}")
     if after.expires_at is None:
         lines.append("  end date unknown: add --until DATE as the seller's app shows it")
     return Result(
@@ -319,10 +436,73 @@ def run_reading(opts: ReadingOptions, env: Env) -> Result:
                 "remaining_bytes": remaining,
                 "expires_at": iso(until),
                 "taken_at": iso(taken),
+                "total_bytes": total,
             },
             "applied": [order_json(r.to_order()) for r in applied],
+            "warnings": problems,
         },
         lines=lines,
+    )
+
+
+# -- esim edit --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    esim: str
+    total: str | None = None
+    activated: str | None = None
+    force: bool = False
+
+
+def run_edit(opts: EditOptions, env: Env) -> Result:
+    """Correct what was recorded: the total (package and top-ups applied), the activation."""
+    if opts.total is None and opts.activated is None:
+        raise InvalidInput("nothing to change: give --total SIZE and/or --activated DATE")
+    e, provider = find_esim(env, opts.esim)
+    now = env.now()
+    base = e.unit_base
+    package, readings, topups = provider.inputs(e.iccid)
+    activated = activation(opts.activated, now) if opts.activated else None
+    candidate = replace(package, activated_at=activated or package.activated_at)
+    total = _total(opts.total, base) if opts.total is not None else None
+    if total is not None:
+        data = package_for_total(candidate, readings, topups, total, base=base)
+        candidate = replace(candidate, data_bytes=data)
+        f = fold(candidate, readings, topups)
+        if f.remaining > f.total:
+            raise InvalidInput(
+                f"invalid total {human.size(total, base)}: the latest reading shows "
+                f"{human.size(f.remaining, base)} left; if that reading is wrong, record the "
+                f"right one: esimctl esim reading {name_of(e)} SIZE --total {opts.total}"
+            )
+    problems: list[str] = []
+    if activated is not None:
+        problems += [
+            p
+            for p in (activation_in_future(activated, now), end_in_past(candidate.first_end, now))
+            if p
+        ]
+    insist(env, problems, force=opts.force, what="change it")
+    provider.store.update_esim(
+        e.iccid,
+        data_bytes=candidate.data_bytes if candidate.data_bytes != package.data_bytes else None,
+        activated_at=activated,
+    )
+    after = refreshed(env, e.account, e.iccid)
+    changed = []
+    if total is not None:
+        changed.append(f"total {human.size(total, base)}")
+    if activated is not None:
+        changed.append(f"activated {human.local_time(activated)}")
+    return Result(
+        command="esim edit",
+        data={"esim": esim_record(env, after), "warnings": problems},
+        lines=[
+            f"[green]✓[/] {esc(describe(after))}: {', '.join(changed)}",
+            f"  {figures(after, now)}",
+        ],
     )
 
 
@@ -368,7 +548,8 @@ def run_confirm(opts: SettleOptions, env: Env) -> Result:
             "esim": esim_record(env, after),
         },
         lines=[
-            f"[green]✓ applied[/]: {row.plan} (order {row.to_order().id}) on {describe(after)}",
+            f"[green]✓ applied[/]: {esc(row.plan or '?')} (order {esc(row.to_order().id)}) on "
+            f"{esc(describe(after))}",
             f"  {figures(after, now)}",
         ],
     )
@@ -384,7 +565,8 @@ def run_cancel(opts: SettleOptions, env: Env) -> Result:
         command="esim cancel",
         data={"order": order_json(row.to_order())},
         lines=[
-            f"[green]✓[/] {row.plan} (order {row.to_order().id}) on {describe(e)} marked failed: "
+            f"[green]✓[/] {esc(row.plan or '?')} (order {esc(row.to_order().id)}) on "
+            f"{esc(describe(e))} marked failed: "
             "it no longer counts as pending nor in the totals"
         ],
     )
@@ -412,7 +594,7 @@ def run_remove_esim(opts: RemoveEsimOptions, env: Env) -> Result:
     return Result(
         command="esim remove",
         data={"account": e.account, "iccid": e.iccid},
-        lines=[f"[green]✓[/] {describe(e)} removed; its orders stay in the history"],
+        lines=[f"[green]✓[/] {esc(describe(e))} removed; its orders stay in the history"],
     )
 
 
@@ -452,7 +634,7 @@ def run_plan_add(opts: PlanAddOptions, env: Env) -> Result:
         command="esim plan add",
         data={"plan": plan_json(provider.plan(saved))},
         lines=[
-            f"[green]✓[/] plan {opts.id} saved on {acc.name}: {name}, {cost}",
+            f"[green]✓[/] plan {esc(opts.id)} saved on {acc.name}: {esc(name)}, {cost}",
             "  compare them with: esimctl plans ESIM; buy one with: esimctl renew ESIM "
             f"--plan {opts.id}",
         ],
@@ -472,5 +654,5 @@ def run_plan_remove(opts: PlanRemoveOptions, env: Env) -> Result:
     return Result(
         command="esim plan remove",
         data={"account": acc.name, "id": opts.id},
-        lines=[f"[green]✓[/] plan {opts.id} removed from {acc.name}"],
+        lines=[f"[green]✓[/] plan {esc(opts.id)} removed from {acc.name}"],
     )

@@ -1,4 +1,8 @@
-"""``esimctl history``: every order, from the providers and the local ledger, newest first."""
+"""``esimctl history``: every order, from the providers and the local ledger, newest first.
+
+History outlives accounts: the ledger's orders of an account no longer in config (``account
+remove``) are listed too, marked ``account_removed``, and ``--account`` finds them by name.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from esimctl import parsing
+from esimctl.config import AccountConfig
 from esimctl.env import Env
-from esimctl.errors import InvalidInput
+from esimctl.errors import InvalidInput, NotFound
+from esimctl.ledger import LedgerOrder
 from esimctl.models import Money, Order, OrderState
 from esimctl.output import human
 from esimctl.output.emit import Column, Table
+from esimctl.output.human import esc
 from esimctl.providers.base import Capability, Provider
 from esimctl.serialize import esim_from_cache, iso, order_json
 from esimctl.service import fan_out, match_esim, select_accounts, with_label
@@ -47,6 +54,29 @@ def _esim_filter(env: Env, name: str, orders: list[Order]) -> str:
     raise InvalidInput(f"no eSIM named {name!r} in the history")
 
 
+def _accounts(
+    env: Env, names: tuple[str, ...], rows: list[LedgerOrder]
+) -> tuple[list[AccountConfig], set[str]]:
+    """The configured accounts to ask, and the removed accounts whose ledger orders to show.
+
+    A name that is neither configured nor in the ledger is an unknown account, as elsewhere.
+    """
+    configured = {a.name for a in env.config.accounts()}
+    in_ledger = {r.account for r in rows}
+    if not names:
+        return select_accounts(env, None), in_ledger - configured
+    removed = set()
+    for n in names:
+        if n not in configured and n in in_ledger:
+            removed.add(n)
+        elif n not in configured:
+            try:
+                env.config.account(n)  # the usual error, naming the accounts there are
+            except NotFound as exc:
+                raise NotFound(f"{exc.message}; no orders of it in the ledger") from None
+    return [env.config.account(n) for n in names if n in configured], removed
+
+
 def merge(local: list[Order], remote: list[Order]) -> list[Order]:
     """One row per order: a local journal row and the provider's record of it are one."""
     by_id = {(o.account, o.id): o for o in remote}
@@ -77,12 +107,13 @@ def run_history(opts: HistoryOptions, env: Env) -> Result:
     if opts.limit is not None and opts.limit < 0:
         raise InvalidInput("--limit must be 0 (all) or more")
     since = parsing.when(opts.since, now=env.now()) if opts.since else None
-    accounts = select_accounts(env, opts.accounts)
-    names = {a.name for a in accounts}
+    rows = [r for r in env.ledger.orders() if r.state != "dry_run"]
+    accounts, removed = _accounts(env, opts.accounts, rows)
+    names = {a.name for a in accounts} | removed
     local = [
         r.to_order()
-        for r in env.ledger.orders(since=since)
-        if r.account in names and r.state != "dry_run"
+        for r in rows
+        if r.account in names and (since is None or r.created_at >= since)
     ]
 
     async def remote(p: Provider) -> list[Order]:
@@ -100,7 +131,7 @@ def run_history(opts: HistoryOptions, env: Env) -> Result:
         orders = [o for o in orders if o.iccid == iccid]
     if opts.limit:
         orders = orders[: opts.limit]
-    records = [order_json(o) for o in orders]
+    records = [{**order_json(o), "account_removed": o.account in removed} for o in orders]
     sums = totals(orders)
     table = Table(
         [
@@ -116,9 +147,10 @@ def run_history(opts: HistoryOptions, env: Env) -> Result:
     )
     colours = {"completed": "green", "pending": "yellow", "failed": "red"}
     for o in orders:
+        gone = o.account in removed
         table.add(
             (human.local_time(o.created_at), _iso(o)),
-            o.account,
+            (f"{esc(o.account)} [dim](removed)[/]", o.account) if gone else o.account,
             o.iccid or "—",
             o.plan or o.plan_id or "—",
             human.money(o.price),
@@ -128,6 +160,11 @@ def run_history(opts: HistoryOptions, env: Env) -> Result:
         )
     if sums and env.stdout_tty:
         table.footer.append("total: " + ", ".join(f"{t['amount']} {t['currency']}" for t in sums))
+    shown_removed = sorted({o.account for o in orders if o.account in removed})
+    if shown_removed and env.stdout_tty:
+        table.footer.append(
+            f"[dim]from removed account(s) {esc(', '.join(shown_removed))}: kept in the ledger[/]"
+        )
     return Result(
         command="history",
         data={"orders": records, "totals": sums},

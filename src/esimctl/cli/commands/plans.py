@@ -92,7 +92,9 @@ def run_plans(opts: PlansOptions, env: Env) -> Result:
         async def topups(p: Provider) -> list[Plan]:
             if Capability.TOPUPS not in p.capabilities:
                 raise p._unsupported("top-ups for an eSIM")
-            return await p.topups(esim)
+            plans = await p.topups(esim)
+            notes.extend(p.rejected_plans)  # left out for a price no one could charge
+            return plans
 
         result = fan_out(env, [account], topups)
         title = f"top-ups for {esim.label or esim.iccid}"

@@ -13,6 +13,7 @@ from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
 from esimctl.models import Esim, Money, Order, OrderState, Plan
 from esimctl.output import human
+from esimctl.output.human import esc
 from esimctl.providers.base import Capability, Provider
 from esimctl.serialize import order_json
 from esimctl.service import open_provider
@@ -39,6 +40,7 @@ class RenewOptions:
     price: str | None = None
     order_number: str | None = None
     again: bool = False
+    accept_charge: str | None = None
 
 
 def pick_plan(plans: list[Plan], wanted: str) -> Plan:
@@ -58,17 +60,18 @@ def pick_plan(plans: list[Plan], wanted: str) -> Plan:
 def check_price(
     plan: Plan, cap: Money | None, *, where: str = "--max-price", what: str | None = None
 ) -> None:
-    """A price cap (``--max-price``, a rule's ``max_price``): exit 5 beyond it, or when the
-    plan's price is unknown or in another currency (prices are never converted)."""
-    if cap is None:
-        return
-    what = what or repr(plan.name)
-    if plan.price is None:
-        raise LimitRefused(f"refused: the price of {what} is unknown and {where} is set")
-    if plan.price.currency != cap.currency:
-        raise LimitRefused(f"refused: {what} costs {plan.price}, {where} is in {cap.currency}")
-    if plan.price.amount > cap.amount:
-        raise LimitRefused(f"refused: {what} costs {plan.price}, above {where} ({cap})")
+    """A price cap on a plan (``purchase.check_price`` names the plan)."""
+    purchase.check_price(plan.price, cap, where=where, what=what or repr(plan.name))
+
+
+def limits_for(env: Env, cap: Money | None) -> purchase.Limits:
+    """The limits of a purchase by hand: ``--max-price`` and ``[renewal] monthly_budget``."""
+    return purchase.Limits(
+        caps=((cap, "--max-price"),) if cap is not None else (),
+        budgets=(purchase.Budget(rules.load(env.config).monthly_budget, "[renewal]"),),
+        # A price the seller did not say (or said in a way no one can read) is never bought.
+        require_price=True,
+    )
 
 
 def dry_run_order(
@@ -89,11 +92,12 @@ def dry_run_order(
     )
 
 
-def describe(esim: Esim) -> str:
-    return f"{esim.label} ({esim.iccid})" if esim.label else esim.iccid
+describe = purchase.describe
 
 
 def run_renew(opts: RenewOptions, env: Env) -> Result:
+    if opts.accept_charge:
+        return _accept_charge(opts, env)
     if opts.auto:
         from .renew_auto import run_auto
 
@@ -114,9 +118,25 @@ def run_renew(opts: RenewOptions, env: Env) -> Result:
             f"('esimctl plans {opts.esim}' lists them)"
         )
     try:
-        return asyncio.run(_renew(opts, env, provider, esim, cap, timeout))
+        with purchase.sigterm_as_interrupt():
+            return asyncio.run(_renew(opts, env, provider, esim, cap, timeout))
     except EsimctlError as exc:
         raise exc.for_account(provider.account, provider.id) from None
+
+
+def _accept_charge(opts: RenewOptions, env: Env) -> Result:
+    if opts.esim or opts.plan or opts.auto:
+        raise InvalidInput("--accept-charge ORDER takes nothing else: no eSIM, plan or --auto")
+    row = purchase.accept_charge(env, opts.accept_charge or "")
+    order = row.to_order()
+    return Result(
+        command="renew",
+        data={"order": order_json(order), "accepted": True},
+        lines=[
+            f"accepted: order {esc(order.id)} ({esc(row.plan or '?')}, "
+            f"{human.money(row.price)}); renew --auto buys for this eSIM again"
+        ],
+    )
 
 
 async def _renew(
@@ -127,78 +147,83 @@ async def _renew(
     cap: Money | None,
     timeout: timedelta,
 ) -> Result:
+    limits = limits_for(env, cap)
     async with provider:
         plans = await provider.topups(esim)
         plan = pick_plan(plans, opts.plan or "")
-        check_price(plan, cap)
+        what = f"{plan.name} for {human.money(plan.price)} on {describe(esim)}"
         if opts.dry_run:
+            purchase.check_limits(env, limits, esim, plan)
             order = dry_run_order(env, provider, esim, plan)
             return Result(
                 command="renew",
                 data={"order": order_json(order), "applied": False},
-                lines=[
-                    f"dry run: would buy {plan.name} for {human.money(plan.price)} "
-                    f"on {describe(esim)}; nothing bought"
-                ],
+                lines=[f"dry run: would buy {esc(what)}; nothing bought"],
             )
-        purchase.check_month_budget(
-            env,
-            rules.load(env.config).monthly_budget,
-            plan.price,
-            f"{plan.name} for {describe(esim)}",
-        )
-        confirm(
-            env, f"Buy {plan.name} for {human.money(plan.price)} on {describe(esim)}?", yes=opts.yes
-        )
-        with RenewLock(env.paths.lock_file, wait=opts.wait):
-            await purchase.reconcile(env, provider)
-            # A retry after "outcome unknown" is the same intent: if the earlier request
-            # went through after all (found now, or by another run since), report that
-            # order instead of buying a second one.
-            earlier = purchase.unreported_found(env, provider.account, esim.iccid, plan.id)
-            if earlier is None:
-                refuse_duplicate(env, esim, plan, again=opts.again)
-                before = await provider.get_esim(esim.iccid)
-                row = await purchase.buy(env, provider, before, plan)
-            else:
-                row = earlier
-            row = env.ledger.update_order(row.id, detail={"reported": True})
-            env.ledger.cache_drop(provider.account)
+        # Checked before asking, so nobody is asked about what would be refused, and again
+        # in the lock (buy_once), where another run cannot change the answer meanwhile.
+        accepted = purchase.check_duplicate(env, esim, plan, again=opts.again)
+        purchase.check_limits(env, limits, esim, plan)
+        confirm(env, f"Buy {what}?", yes=opts.yes)
+        progress = purchase.Progress()
+        try:
+            with RenewLock(env.paths.lock_file, wait=opts.wait):
+                bought = await purchase.buy_once(
+                    env,
+                    provider,
+                    esim,
+                    plan,
+                    limits=limits,
+                    again=opts.again,
+                    accepted=accepted,
+                    progress=progress,
+                )
+                row = env.ledger.update_order(bought.row.id, detail={"reported": True})
+                env.ledger.cache_drop(provider.account)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            return interrupted_result(env, progress)
+        problem: EsimctlError | None = None
+        if bought.over_limit is not None:
+            problem = LimitRefused(
+                f"charged beyond your limit: {bought.over_limit}. The order was placed; check "
+                f"it with the seller, then 'esimctl renew --accept-charge {row.to_order().id}' "
+                "lets renew --auto buy for this eSIM again",
+                code="charged_over_limit",
+            )
         # The order is in the ledger as pending: waiting needs no lock, and whatever
         # stops the wait (Ctrl-C, an error) still reports what was bought.
-        problem: EsimctlError | None = None
         try:
             applied = await _verify(env, provider, row, timeout)
-        except KeyboardInterrupt:
+        except (asyncio.CancelledError, KeyboardInterrupt):
             applied = False
             problem = Interrupted(
-                "interrupted while waiting: the top-up was bought and is pending; "
-                "'esimctl status' keeps checking it"
+                f"interrupted while waiting: {row.plan} on {describe(esim)} was bought (order "
+                f"{row.to_order().id}, {human.money(row.price)}) and is pending; 'esimctl "
+                "status' shows it when the provider applies it"
             )
         except EsimctlError as exc:
             applied = False
-            problem = exc.for_account(provider.account, provider.id)
+            problem = problem or exc.for_account(provider.account, provider.id)
         row = env.ledger.order(row.id)
-    result = renew_result(env, row, applied, esim, earlier=earlier is not None)
+    result = renew_result(env, row, applied, esim, earlier=bought.earlier)
     if problem is not None:
         result.errors.append(problem)
         result.exit_code = problem.exit_code
     return result
 
 
-def refuse_duplicate(env: Env, esim: Esim, plan: Plan, *, again: bool) -> None:
-    """The same top-up still pending on the same eSIM is most likely the same intent."""
-    if again:
-        return
-    for row in env.ledger.orders(
-        account=esim.account, iccid=esim.iccid, states=(OrderState.PENDING.value,)
-    ):
-        if row.plan_id == plan.id:
-            raise LimitRefused(
-                f"refused: {plan.name} bought {human.ago(row.created_at, env.now())} on "
-                f"{describe(esim)} is still pending (order {row.to_order().id}); wait for it "
-                "('esimctl status'), or pass --again to buy another"
-            )
+def interrupted_result(env: Env, progress: purchase.Progress) -> Result:
+    """Ctrl-C or SIGTERM during a purchase: never hide money. Before the request, nothing
+    was bought; after it, the order as placed (in the JSON envelope too), exit 130."""
+    message, row = purchase.interrupted_message(progress, env)
+    data = None if row is None else {"order": order_json(row.to_order()), "applied": False}
+    return Result(
+        command="renew",
+        data=data or {"order": None, "applied": False},
+        errors=[Interrupted(message)],
+        exit_code=Interrupted.exit_code,
+        lines=[],
+    )
 
 
 async def _verify(env: Env, provider: Provider, row: LedgerOrder, timeout: timedelta) -> bool:
@@ -221,14 +246,17 @@ def renew_result(
     order = row.to_order()
     if earlier:
         lines = [
-            f"[green]✓[/] the earlier purchase of {row.plan} on {describe(esim)} went through "
-            f"(order {order.id}): not bought again"
+            f"[green]✓[/] the earlier purchase of {esc(row.plan or '?')} on "
+            f"{esc(describe(esim))} went through (order {esc(order.id)}): not bought again"
         ]
     else:
         lines = [
-            f"[green]✓[/] bought {row.plan} for {human.money(row.price)} on {describe(esim)} "
-            f"(order {order.id})"
+            f"[green]✓[/] bought {esc(row.plan or '?')} for {human.money(row.price)} on "
+            f"{esc(describe(esim))} (order {esc(order.id)})"
         ]
+        note = row.detail.get("price_note")
+        if note:
+            lines.append(f"[yellow]![/] {esc(str(note))}")
     if applied:
         lines.append("[green]✓ applied[/]: the provider shows the new package")
     else:

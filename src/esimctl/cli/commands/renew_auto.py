@@ -35,6 +35,7 @@ from esimctl.errors import (
     ConsentRequired,
     EsimctlError,
     ExitCode,
+    Interrupted,
     InvalidInput,
     LimitRefused,
     TemporaryFailure,
@@ -43,13 +44,14 @@ from esimctl.ledger import INTENT, LedgerOrder
 from esimctl.lock import RenewLock
 from esimctl.models import Esim, Money, Order, OrderState, Plan
 from esimctl.output import human
+from esimctl.output.human import esc
 from esimctl.providers.base import Capability, Provider
 from esimctl.rules import RENEWABLE, RenewalRules, Rule
 from esimctl.serialize import money_json, order_json
 from esimctl.service import fan_out, fetch_esims, open_provider, select_accounts
 
 from .common import Result, confirm
-from .renew import RenewOptions, check_price, describe
+from .renew import RenewOptions, describe
 
 #: What a run did for one eSIM (``decisions[].action`` in JSON; docs/renewal-rules.md).
 ACTIONS = (
@@ -76,6 +78,8 @@ class Decision:
     plan: Plan | None = None
     order: LedgerOrder | None = None
     applied: bool = False
+    #: Only its user can renew it (a seller without an API): ``-q`` names it.
+    by_hand: bool = False
 
     def to_json(self) -> dict[str, Any]:
         plan = self.plan
@@ -119,11 +123,15 @@ def run_auto(opts: RenewOptions, env: Env) -> Result:
             f"nothing to do: no renewal rules in {env.config.path} (see docs/renewal-rules.md)"
         )
     lock = nullcontext() if opts.dry_run else RenewLock(env.paths.lock_file, wait=opts.wait)
-    with lock:
-        run.look()
-        run.act()
-    if not opts.dry_run:
-        run.verify(timeout)
+    try:
+        with purchase.sigterm_as_interrupt():
+            with lock:
+                run.look()
+                run.act()
+            if not opts.dry_run:
+                run.verify(timeout)
+    except KeyboardInterrupt:
+        run.interrupted()
     return run.result()
 
 
@@ -139,8 +147,10 @@ class AutoRun:
     #: Orders open (pending or intent) when the run began, as they are after reconciling.
     earlier: list[tuple[str, LedgerOrder]] = field(default_factory=list)
     answered: set[str] = field(default_factory=set)
+    #: The purchase under way, for reporting an interruption (Ctrl-C, SIGTERM).
+    current: tuple[Decision, purchase.Progress] | None = None
     #: --dry-run: what this run would have spent, not yet in the ledger.
-    planned: list[tuple[str, str, Money]] = field(default_factory=list)
+    planned: list[purchase.Planned] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.now: datetime = self.env.now()
@@ -223,6 +233,17 @@ class AutoRun:
                     "still pending: not bought again"
                 )
             return d
+        over = purchase.unaccepted_charge(self.env, e)
+        if over is not None:
+            d.action, d.order = "refused", over
+            d.reason = (
+                f"{over.detail.get('over_limit')}; nothing more is bought for this eSIM until "
+                f"you accept it: esimctl renew --accept-charge {over.to_order().id}"
+            )
+            self.errors.append(
+                LimitRefused(f"refused: {d.reason}", account=e.account, provider=e.provider)
+            )
+            return d
         d.need = rules.need_key(rule, e)
         served = self.env.ledger.orders(
             account=e.account, iccid=e.iccid, need=d.need, states=purchase.COMMITTED
@@ -267,6 +288,7 @@ class AutoRun:
                 f"{provider.display_name} cannot be renewed automatically; renew it by hand: "
                 f"esimctl renew {e.label or e.iccid}"
             )
+            d.by_hand = True
             return
         try:
             plan = choose_plan(rule, await provider.topups(e), e, self.cap)
@@ -287,11 +309,32 @@ class AutoRun:
             except Aborted:
                 d.action, d.reason = "declined", "not confirmed at the prompt"
                 return
-            # Fresh figures as "before": what the list gave may lack what is_applied compares.
-            before = await provider.get_esim(e.iccid)
-            d.order = await purchase.buy(self.env, provider, before, plan, need=d.need)
+            progress = purchase.Progress()
+            self.current = (d, progress)
+            bought = await purchase.buy_once(
+                self.env,
+                provider,
+                e,
+                plan,
+                limits=self._limits(rule),
+                need=d.need,
+                duplicates=False,
+                progress=progress,
+            )
+            d.order = bought.row
             self.env.ledger.cache_drop(provider.account)
             d.action = "bought"
+            if bought.over_limit is not None:
+                self.errors.append(
+                    LimitRefused(
+                        f"charged beyond your limit: {bought.over_limit}; nothing more is "
+                        "bought for this eSIM until you accept it: esimctl renew "
+                        f"--accept-charge {bought.row.to_order().id}",
+                        account=provider.account,
+                        provider=provider.id,
+                        code="charged_over_limit",
+                    )
+                )
         except LimitRefused as exc:
             d.action, d.reason = "refused", exc.message
             self.errors.append(exc.for_account(provider.account, provider.id))
@@ -302,61 +345,21 @@ class AutoRun:
         d.action, d.reason = "failed", exc.message
         self.errors.append(exc)
 
-    def _check_limits(self, d: Decision, plan: Plan) -> None:
-        e, rule = d.esim, d.rule
-        assert rule is not None
-        price = plan.price
-        what = f"{plan.name} for {describe(e)}"
-        if price is None:
-            raise LimitRefused(
-                f"refused: the price of {what} is unknown; only priced plans are bought "
-                "automatically"
-            )
+    def _limits(self, rule: Rule) -> purchase.Limits:
         caps = ((rule.max_price, f"max_price of [{rule.name}]"), (self.cap, "--max-price"))
-        for cap, where in caps:
-            check_price(plan, cap, where=where, what=what)
-        day = purchase.committed(
-            self.env, since=self.now - timedelta(days=1), account=e.account, iccid=e.iccid
+        return purchase.Limits(
+            caps=tuple((cap, where) for cap, where in caps if cap is not None),
+            budgets=(
+                purchase.Budget(self.rules.monthly_budget, "[renewal]"),
+                purchase.Budget(rule.monthly_budget, f"[{rule.name}]", per_esim=True),
+            ),
+            max_per_day=(rule.max_per_day, f"max_per_day of [{rule.name}]"),
+            require_price=True,
         )
-        if len(day) >= rule.max_per_day:
-            raise LimitRefused(
-                f"refused: {describe(e)} was renewed {len(day)} time(s) in the last 24 h; "
-                f"max_per_day of [{rule.name}] is {rule.max_per_day}"
-            )
-        month = purchase.month_start(self.now)
-        budgets = (
-            (self.rules.monthly_budget, None, "[renewal]"),
-            (rule.monthly_budget, e, f"[{rule.name}]"),
-        )
-        for amounts, scope, where in budgets:
-            if not amounts:
-                continue
-            budget = next((b for b in amounts if b.currency == price.currency), None)
-            if budget is None:
-                raise LimitRefused(
-                    f"refused: {what} costs {price}; the monthly_budget of {where} has no "
-                    f"amount in {price.currency}"
-                )
-            spent = self._spent(month, price.currency, scope)
-            if spent + price.amount > budget.amount:
-                raise LimitRefused(
-                    f"refused: {what} costs {price}, beyond the monthly_budget of {where} "
-                    f"({budget}): {Money(spent, price.currency)} spent this month"
-                )
 
-    def _spent(self, since: datetime, currency: str, scope: Esim | None) -> Decimal:
-        total = purchase.spent(
-            self.env,
-            currency,
-            since=since,
-            account=scope.account if scope else None,
-            iccid=scope.iccid if scope else None,
-        )
-        for account, iccid, price in self.planned:
-            in_scope = scope is None or (scope.account, scope.iccid) == (account, iccid)
-            if in_scope and price.currency == currency:
-                total += price.amount
-        return total
+    def _check_limits(self, d: Decision, plan: Plan) -> None:
+        assert d.rule is not None
+        purchase.check_limits(self.env, self._limits(d.rule), d.esim, plan, planned=self.planned)
 
     # -- 3. verify: applied or pending ----------------------------------------------------------
 
@@ -403,10 +406,32 @@ class AutoRun:
 
     # -- the result ----------------------------------------------------------------------------
 
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM: report what this run bought, the purchase under way included."""
+        if self.current is not None:
+            d, progress = self.current
+            message, row = purchase.interrupted_message(progress, self.env)
+            if row is not None and d.order is None:
+                d.order, d.action = row, "bought"
+            if row is not None:
+                self.errors.append(Interrupted(message, account=row.account))
+                return
+        bought = [d for d in self.decisions if d.action == "bought"]
+        self.errors.append(
+            Interrupted(
+                f"interrupted: {len(bought)} top-up(s) bought by this run, listed above"
+                if bought
+                else "interrupted: nothing was bought"
+            )
+        )
+
     def exit_code(self) -> ExitCode:
+        if any(isinstance(e, Interrupted) for e in self.errors):
+            return ExitCode.INTERRUPTED
         failures = [e for e in self.errors if not isinstance(e, LimitRefused)]
         if failures:
-            failed = {e.account for e in failures}
+            # An eSIM with implausible figures fails alone: its account still answered.
+            failed = {e.account for e in failures if e.code != "implausible_figures"}
             if self.answered - failed:
                 return ExitCode.PARTIAL
             codes = {e.exit_code for e in failures}
@@ -444,7 +469,30 @@ class AutoRun:
             exit_code=self.exit_code(),
             notes=list(self.notes),
             lines=lines,
+            needs_you=self._needs_you(),
         )
+
+    def _needs_you(self) -> list[str]:
+        """``-q``: what cron must mail. Errors and refusals go to stderr anyway; these are
+        the things that are no error and still need a person."""
+        out: list[str] = []
+        esims = {(d.esim.account, d.esim.iccid): d.esim for d in self.decisions}
+        overdue = self.env.config.attention().pending_overdue
+        for event, row in self.earlier:
+            if event != "pending" or self.now - row.created_at < overdue:
+                continue
+            e = esims.get((row.account, row.iccid or ""))
+            support = self.env.config.account(row.account).options.get("support")
+            out.append(
+                f"{esc(describe(e) if e else row.iccid or '?')}: the top-up {esc(row.plan or '?')}"
+                f" (order {esc(row.to_order().id)}) is pending for "
+                f"{human.relative(self.now - row.created_at)}: ask the seller"
+                + (f" ({esc(str(support))})" if support else "")
+            )
+        for d in self.decisions:
+            if d.action == "skip" and d.figure and d.by_hand:
+                out.append(f"{esc(describe(d.esim))}: {esc(d.figure)}; {esc(d.reason)}")
+        return out
 
     def _dry_order(self, e: Esim, plan: Plan) -> Order:
         return Order(
@@ -461,8 +509,6 @@ class AutoRun:
         )
 
     def _lines(self) -> list[str]:
-        from rich.markup import escape as esc
-
         lines: list[str] = []
         esims = {(d.esim.account, d.esim.iccid): d.esim for d in self.decisions}
         for event, row in self.earlier:
@@ -485,10 +531,14 @@ class AutoRun:
             why = f"{esc(d.figure or '')} {esc(f'[{d.rule.name}]')}" if d.rule else ""
             plan = d.plan
             if d.action == "bought" and plan is not None:
+                charged = d.order.price if d.order is not None else plan.price
                 lines.append(
-                    f"[green]✓[/] bought {esc(plan.name)} for {human.money(plan.price)} on "
+                    f"[green]✓[/] bought {esc(plan.name)} for {human.money(charged)} on "
                     f"{where}: {why}"
                 )
+                note = d.order.detail.get("price_note") if d.order is not None else None
+                if note:
+                    lines.append(f"  [yellow]![/] {esc(str(note))}")
                 if d.applied:
                     lines.append("  [green]✓ applied[/]: the provider shows the new package")
                 else:

@@ -20,6 +20,7 @@ from esimctl.env import Env
 from esimctl.errors import Aborted, InvalidInput
 from esimctl.models import Esim, Money, OrderState, Plan
 from esimctl.output import human
+from esimctl.output.human import esc
 from esimctl.providers.base import Provider
 from esimctl.providers.manual import ManualProvider, topup_detail
 from esimctl.serialize import order_json
@@ -205,8 +206,8 @@ def run_manual_renew(opts: RenewOptions, env: Env, provider: Provider, esim: Esi
             command="renew",
             data={"order": order_json(order), "applied": False, "renew_url": url},
             lines=[
-                f"dry run: would record {plan.name} for {human.money(plan.price)} on "
-                f"{describe(esim)}; nothing recorded"
+                f"dry run: would record {esc(plan.name)} for {human.money(plan.price)} on "
+                f"{esc(describe(esim))}; nothing recorded"
             ],
             notes=notes,
         )
@@ -233,12 +234,12 @@ def run_manual_renew(opts: RenewOptions, env: Env, provider: Provider, esim: Esi
     name = name_of(esim)
     support = settings.support or settings.seller or "the seller"
     lines = [
-        f"[green]✓[/] recorded {plan.name} for {human.money(plan.price)} on {describe(esim)}"
-        + (f" (order {bought.number})" if bought.number else ""),
+        f"[green]✓[/] recorded {esc(plan.name)} for {human.money(plan.price)} on "
+        f"{esc(describe(esim))}" + (f" (order {esc(bought.number)})" if bought.number else ""),
         "[yellow]! pending[/]: activation usually takes minutes. Once the seller's app shows "
         "the new data, record it:",
-        f"  esimctl esim reading {name} SIZE-LEFT   (or: esimctl esim confirm {name})",
-        f"  not active after 30 minutes? contact {support}"
+        f"  esimctl esim reading {esc(name)} SIZE-LEFT   (or: esimctl esim confirm {esc(name)})",
+        f"  not active after 30 minutes? contact {esc(support)}"
         + (" with the order number" if bought.number else ""),
     ]
     return Result(

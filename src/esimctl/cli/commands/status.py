@@ -11,6 +11,7 @@ from esimctl.ledger import INTENT
 from esimctl.models import Attention, Esim, EsimState, OrderState
 from esimctl.output import human
 from esimctl.output.emit import Column, Table
+from esimctl.output.human import esc
 from esimctl.serialize import esim_json
 from esimctl.service import attention_for, fetch_esims, match_esim, select_accounts
 
@@ -81,10 +82,15 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
     result = Result(
         command="status",
         data={"esims": records},
-        table=_table(rows, now, tty=env.stdout_tty),
+        table=_table(rows, now, tty=env.stdout_tty, pending=pending),
         errors=list(fetched.errors),
         exit_code=exit_code,
         records=records,
+        needs_you=[
+            needs_you_line(e, reasons, now, pending.get((e.account, e.iccid)))
+            for e, reasons in rows
+            if CHECKED & set(reasons)
+        ],
     )
     if not accounts:
         result.notes.append(
@@ -134,6 +140,41 @@ _REASON_TEXT = {
 }
 
 
+def reason_words(reasons: list[str], now: datetime, pending: datetime | None) -> list[str]:
+    """Attention as words; a pending top-up says since when (and never suggests a renewal:
+    buying again while one is pending is how people pay twice)."""
+    words = []
+    for r in reasons:
+        word = _REASON_TEXT.get(r, r)
+        if r in ("topup_pending", "topup_overdue") and pending is not None:
+            since = now - pending
+            word = (
+                f"top-up pending for {human.relative(since)}"
+                if since >= timedelta(minutes=1)
+                else "top-up pending (just bought)"
+            )
+            if r == "topup_overdue":
+                word += ": ask the seller"
+        words.append(word)
+    return words
+
+
+def needs_you_line(e: Esim, reasons: list[str], now: datetime, pending: datetime | None) -> str:
+    """One line for ``-q``: which eSIM, why, and its figures."""
+    figures = []
+    if not e.unlimited and e.data_remaining_bytes is not None:
+        figures.append(
+            f"{human.size(e.data_remaining_bytes, e.unit_base)} / "
+            f"{human.size(e.data_total_bytes, e.unit_base)} left"
+        )
+    if e.expires_at is not None:
+        figures.append(f"ends {human.until(e.expires_at, now)}")
+    name = e.label or e.iccid
+    words = ", ".join(reason_words(reasons, now, pending))
+    tail = f" ({'; '.join(figures)})" if figures else ""
+    return f"{esc(name)}: {esc(words)}{tail}"
+
+
 def _data_cells(e: Esim) -> tuple[str, str]:
     if e.unlimited:
         return "[green]∞ unlimited[/]", "unlimited"
@@ -148,7 +189,13 @@ def _data_cells(e: Esim) -> tuple[str, str]:
     return text, f"{rem}/"
 
 
-def _table(rows: list[tuple[Esim, list[str]]], now: datetime, *, tty: bool) -> Table:
+def _table(
+    rows: list[tuple[Esim, list[str]]],
+    now: datetime,
+    *,
+    tty: bool,
+    pending: dict[tuple[str, str], datetime],
+) -> Table:
     t = Table(
         [
             Column("LABEL", style="bold"),
@@ -174,7 +221,7 @@ def _table(rows: list[tuple[Esim, list[str]]], now: datetime, *, tty: bool) -> T
             )
         else:
             exp_rich = "—"
-        attention_words = [_REASON_TEXT.get(r, r) for r in reasons]
+        attention_words = reason_words(reasons, now, pending.get((e.account, e.iccid)))
         t.add(
             e.label or "—",
             e.account,
@@ -185,7 +232,7 @@ def _table(rows: list[tuple[Esim, list[str]]], now: datetime, *, tty: bool) -> T
             (f"[{colour}]{mark} {state_word}[/]", e.state.value),
             (_as_of(e, now, stale=Attention.STALE in reasons), _iso(e.as_of)),
             (
-                f"[yellow]! {', '.join(attention_words)}[/]" if reasons else "",
+                f"[yellow]! {esc(', '.join(attention_words))}[/]" if reasons else "",
                 ",".join(reasons),
             ),
         )
