@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.world import (
     AIRALO_USAGE_PER_COMPANY,
@@ -334,12 +335,108 @@ def scaling(sizes: tuple[int, int] = (50, 200), runs: int = 3) -> list[Figure]:
     return rows
 
 
+# -- 6. a bad network (issue 10) -------------------------------------------------------------
+
+#: The deadline the "never answers" run configures ([network] deadline); the claim is that a
+#: silent host costs at most the deadline, whatever it is set to.
+SILENT_DEADLINE = 5.0
+
+
+def _rewrite_urls(home: Any, url_of: Callable[[str], str], extra: str = "") -> None:
+    """Point every account of the benchmark home at another address."""
+    import re
+
+    path = home / "config.toml"
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(
+        r'\[accounts\.(\w+)\]\nprovider = "(\w+)"\nbase_url = "[^"]*"',
+        lambda m: f'[accounts.{m[1]}]\nprovider = "{m[2]}"\nbase_url = "{url_of(m[1])}"',
+        text,
+    )
+    path.write_text(text + extra, encoding="utf-8")
+
+
+def bad_network(runs: int = 5) -> list[Figure]:
+    """``status --refresh`` over the four accounts, each with cached figures, when no host
+    resolves (no network), when every port refuses, and when every host accepts and never
+    answers: the command answers with the cached rows, marked stale, within its targets."""
+    import socket
+
+    esimctl = esimctl_argv()
+    rows: list[Figure] = []
+    with world(10) as w:
+        _check(run(esimctl + STATUS_REFRESH, w.env), esims=40)
+        w.stop()
+        cases: list[tuple[str, str, float, Callable[[str], str], str]] = []
+        cases.append(
+            (
+                "no network (no host resolves)",
+                "≤ 3 s",
+                3.0,
+                lambda name: f"https://{name}.esimctl-bench.invalid",
+                "",
+            )
+        )
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
+        closed.close()
+        cases.append(
+            (
+                "every connection refused",
+                "≤ 1 s",
+                1.0,
+                lambda name: f"http://127.0.0.1:{refused_port}",
+                "",
+            )
+        )
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        silent_port = silent.getsockname()[1]
+        cases.append(
+            (
+                f"every host silent (deadline {SILENT_DEADLINE:g} s)",
+                f"≤ {SILENT_DEADLINE:g} s + 1 s",
+                SILENT_DEADLINE + 1.0,
+                lambda name: f"http://127.0.0.1:{silent_port}",
+                f'\n[network]\ndeadline = "{SILENT_DEADLINE:g}s"\n',
+            )
+        )
+        try:
+            for label, target, limit, url_of, extra in cases:
+                original = (w.home / "config.toml").read_text(encoding="utf-8")
+                _rewrite_urls(w.home, url_of, extra)
+                times = []
+                for _ in range(runs if limit < 5 else 1):
+                    r = run(esimctl + STATUS_REFRESH, w.env)
+                    if r.code != 75 or len(r.json["data"]["esims"]) != 40:
+                        raise BenchmarkError(f"{label}: exit {r.code}, {r.stderr.strip()[-300:]}")
+                    times.append(r.seconds)
+                (w.home / "config.toml").write_text(original, encoding="utf-8")
+                med = statistics.median(times)
+                rows.append(
+                    Figure(
+                        f"bad network: status over 4 accounts, {label}",
+                        target,
+                        f"{med:.2f} s",
+                        med / limit,
+                        med <= limit,
+                        f"median of {len(times)}; exit 75 with the 40 cached rows marked stale",
+                    )
+                )
+        finally:
+            silent.close()
+    return rows
+
+
 SUITES: dict[str, Callable[..., list[Figure]]] = {
     "startup": startup,
     "fanout": fanout,
     "ratelimits": rate_limits,
     "memory": memory,
     "scaling": scaling,
+    "badnetwork": bad_network,
 }
 
 QUICK: dict[str, dict[str, object]] = {
@@ -348,6 +445,7 @@ QUICK: dict[str, dict[str, object]] = {
     "ratelimits": {"per_account": 30},
     "memory": {"total": 400},
     "scaling": {"sizes": (25, 100), "runs": 2},
+    "badnetwork": {"runs": 2},
 }
 
 

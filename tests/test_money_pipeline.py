@@ -294,3 +294,104 @@ def test_an_absurd_cap_is_bad_input(cli, cap):
     r = cli("--demo", "renew", "Tokyo", "--plan", "jp-1gb-3d", "--yes", "--max-price", cap)
     assert r.exit_code == 2, r
     assert "more than any plan costs" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- the second reading: what it found, pinned ----------------------------------------------------
+
+TWO_RULES = """
+[renewal.esims.Lisbon]
+data_below = "10GB"
+plan = "s-1gb-3d"
+
+[renewal.esims.Porto]
+data_below = "10GB"
+plan = "s-1gb-3d"
+"""
+
+
+def _posts(fake: FakeShop) -> int:
+    return sum(1 for r in fake.requests if r.method == "POST" and r.path == "/orders")
+
+
+def test_auto_interrupted_while_a_purchase_is_refused_stops_there(home, tmp_path, shop):
+    """SIGTERM while the seller holds the first purchase, which it then refuses: the run
+    stops (exit 130), it does not go on to buy for the next eSIM."""
+    import signal
+    import time
+
+    shop.seed(OTHER_SIM, "Porto", total=3 * GB, remaining=GB // 5, days_left=4)
+    write_config(home, shop, TWO_RULES)
+    shop.hold_then_refuse = 2.0
+    proc = start(home, tmp_path, "renew", "--auto", "--yes", "--json", "--timeout", "0m")
+    deadline = time.monotonic() + 30
+    while _posts(shop) == 0:
+        assert time.monotonic() < deadline, "the purchase never arrived"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    ((code, out, err),) = settle(proc)
+    assert code == 130, (code, out, err)
+    assert _posts(shop) == 1 and shop.orders == []
+    assert "nothing was bought" in err
+    actions = {d["label"]: d["action"] for d in json.loads(out)["data"]["decisions"]}
+    assert "candidate" not in actions.values()
+
+
+def test_an_order_found_by_reconciling_is_reported_once(home, tmp_path, shop):
+    write_config(home, shop, BUDGET_RULES.replace('"12 USD"', '"100 USD"'))
+    shop.drop_purchase_answers = 1
+    shop.lookup_fails = 2  # the lookup right after the lost answer fails too (and its retry)
+    lost = run(home, tmp_path, "renew", "Lisbon", "--plan", PLAN, "--yes", "--timeout", "0m")
+    assert lost.returncode == 75, lost
+    first = run(home, tmp_path, "renew", "--auto", "--yes", "--timeout", "0m", "--json")
+    events = [o["event"] for o in json.loads(first.stdout)["data"]["orders"]]
+    assert "bought" not in events and len(shop.orders) == 1, first
+    second = run(home, tmp_path, "renew", "--auto", "--yes", "--timeout", "0m", "--json")
+    doc = json.loads(second.stdout)
+    assert [o for o in doc["data"]["orders"] if o["event"] == "bought"] == [], second
+    assert len(shop.orders) == 1
+
+
+def test_a_charge_learnt_from_the_lookup_counts_and_is_flagged(home, tmp_path, shop):
+    write_config(home, shop)
+    shop.charge = "40.00"
+    shop.drop_purchase_answers = 1  # the answer is lost; the order is found right after
+    r = run(home, tmp_path, "renew", "Lisbon", "--plan", PLAN, "--yes", "--max-price", "5USD")
+    assert r.returncode == 5, r
+    assert "40.00 USD" in r.stderr and "--max-price (5.00 USD)" in r.stderr
+    (row,) = ledger_rows(home / "data" / "ledger.sqlite3")
+    assert (row["amount"], row["currency"]) == ("40.00", "USD")
+
+
+def test_a_charge_in_a_currency_the_budget_lacks_is_flagged(home, tmp_path, shop):
+    write_config(home, shop, '[renewal]\nmonthly_budget = "10 USD"\n')
+    shop.charge, shop.charge_currency = "50.00", "EUR"
+    r = run(home, tmp_path, "renew", "Lisbon", "--plan", PLAN, "--yes", "--timeout", "0m")
+    assert r.returncode == 5, r
+    assert "50.00 EUR" in r.stderr and "no amount in EUR" in r.stderr
+
+
+def test_sigterm_stops_a_renew_started_with_sigint_ignored(home, tmp_path, shop):
+    """A job started with & by a non-interactive shell ignores SIGINT: SIGTERM, which a
+    purchase turns into SIGINT, must still stop it."""
+    import signal
+    import time
+
+    write_config(home, shop)
+    shop.hang_topups = 4.0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "esimctl", "renew", "Lisbon", "--plan", PLAN, "--yes"],
+        env=_environ(home, _shop_env(tmp_path)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 30
+    while not any(r.path.endswith("/topups") for r in shop.requests):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    ((code, _, err),) = settle(proc)
+    assert code == 130, (code, err)
+    assert shop.orders == []

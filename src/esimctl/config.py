@@ -1,13 +1,14 @@
 """``config.toml``: read with tomllib, written atomically with tomli-w, never a secret.
 
-The file keeps whatever tables other parts of esimctl define (labels, attention
-thresholds, renewal rules); this module validates the parts it owns and gives typed
-views of them.
+Every table is checked when the file is read, and again before it is written, by one
+mechanism: the schemas of ``config_schema`` (``[renewal]``'s are in ``rules``). This module
+gives typed views of the tables.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from esimctl import parsing
+from esimctl import config_schema, parsing
 from esimctl.errors import ConfigError, InvalidInput, NotFound
 from esimctl.paths import atomic_write
 
@@ -27,7 +28,7 @@ URL_KEYS = ("base_url", "auth_url")
 #: The per-account opt-in to plain http:// beyond this machine (warned about on every run).
 INSECURE_HTTP = "insecure_http"
 _TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+_ICCID = re.compile(r"[0-9]{18,22}")
 
 
 def url_problem(url: Any) -> str | None:
@@ -122,6 +123,16 @@ class AttentionConfig:
     pending_overdue: timedelta = timedelta(minutes=30)
 
 
+#: How long one command waits for the providers altogether before it answers with what it
+#: has (``[network] deadline``, ``--deadline``).
+DEFAULT_DEADLINE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    deadline: timedelta = DEFAULT_DEADLINE
+
+
 class Config:
     def __init__(self, path: Path, raw: dict[str, Any] | None = None) -> None:
         self.path = path
@@ -159,37 +170,57 @@ class Config:
     # -- accounts --------------------------------------------------------------------------
 
     def _validate(self) -> None:
+        """Every table, by its schema (``config_schema``): the first problem is a one-line
+        ``ConfigError`` naming this file, the table and the key (exit 2)."""
+        for name, value in self.raw.items():
+            if name not in config_schema.TABLES:
+                raise config_schema.unknown_table(self.path, name, value)
+        self._validate_accounts()
+        self._validate_esims()
+        self.attention()  # validates [attention]
+        self.network()  # validates [network]
+        from esimctl import rules
+
+        rules.load(self)  # validates [renewal] and [renewal.esims.NAME]
+
+    def _validate_accounts(self) -> None:
         accounts = self.raw.get("accounts", {})
         if not isinstance(accounts, dict):
             raise ConfigError(f"{self.path}: [accounts] must be a table")
         for name, table in accounts.items():
-            where = f"{self.path}: [accounts.{name}]"
+            where = config_schema.table_name("accounts", name)
             try:
                 parsing.account_name(name)
             except InvalidInput as exc:
-                raise ConfigError(f"{where}: {exc.message}") from exc
-            if not isinstance(table, dict) or not isinstance(table.get("provider"), str):
-                raise ConfigError(f'{where}: needs provider = "..."')
-            for key in URL_KEYS:
-                url = table.get(key)
-                if url is not None and (problem := url_problem(url)) is not None:
-                    raise ConfigError(f"{where}: {key} {url!r} {problem}")
-            flag = table.get(INSECURE_HTTP)
-            if flag is not None and not (
-                isinstance(flag, bool)
-                or (isinstance(flag, str) and flag.strip().lower() in _TRUE + _FALSE)
-            ):
-                raise ConfigError(f"{where}: {INSECURE_HTTP} must be true or false")
+                raise ConfigError(f"{self.path}: [{where}] {exc.message}") from exc
+            provider = table.get("provider") if isinstance(table, dict) else None
+            if not isinstance(provider, str) or not provider.strip():
+                builtin = ", ".join(config_schema.PROVIDER_OPTIONS)
+                raise ConfigError(
+                    f'{self.path}: [{where}] needs provider = "..." ({builtin} or a plugin\'s id)'
+                )
             for key in table:
                 if any(s in key.lower() for s in _SECRETISH):
                     raise ConfigError(
-                        f"{where}: {key!r} looks like a secret; secrets live in the keyring, "
-                        f"run 'esimctl account add {name} --provider {table['provider']}'"
+                        f"{self.path}: [{where}] {config_schema.toml_key(key)}: looks like a "
+                        "secret; secrets live in the keyring, run "
+                        f"'esimctl account add {name} --provider {provider}'"
                     )
-        self.attention()  # validates [attention]
+            schema, open_ = config_schema.account_schema(provider)
+            config_schema.check(table, schema, path=self.path, where=where, open_=open_)
+
+    def _validate_esims(self) -> None:
         esims = self.raw.get("esims", {})
         if not isinstance(esims, dict):
             raise ConfigError(f"{self.path}: [esims] must be a table")
+        for iccid, entry in esims.items():
+            where = config_schema.table_name("esims", iccid)
+            if not _ICCID.fullmatch(iccid):
+                raise ConfigError(
+                    f"{self.path}: [{where}] {iccid!r} is not an ICCID (18 to 22 digits): name "
+                    'the table by the eSIM\'s full ICCID and give its name in label = "..."'
+                )
+            config_schema.check(entry, config_schema.ESIM, path=self.path, where=where)
 
     def accounts(self) -> list[AccountConfig]:
         out = []
@@ -215,8 +246,9 @@ class Config:
                 url = table.get(key)
                 if isinstance(url, str) and url_problem(url) is None and plain_http_host(url):
                     raise refuse_plain_http(acc.name, url, key)
-        self.raw.setdefault("accounts", {})[acc.name] = table
-        self._validate()
+        raw = {**self.raw, "accounts": {**self.raw.get("accounts", {}), acc.name: table}}
+        Config(self.path, raw)  # validates the whole file before this one changes
+        self.raw = raw
 
     def remove_account(self, name: str) -> None:
         self.account(name)
@@ -230,24 +262,23 @@ class Config:
             return str(entry["label"])
         return None
 
+    def network(self) -> NetworkConfig:
+        values = config_schema.check(
+            self.raw.get("network", {}), config_schema.NETWORK, path=self.path, where="network"
+        )
+        return NetworkConfig(values.get("deadline", DEFAULT_DEADLINE))
+
     def attention(self) -> AttentionConfig:
-        table = self.raw.get("attention", {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{self.path}: [attention] must be a table")
+        values = config_schema.check(
+            self.raw.get("attention", {}),
+            config_schema.ATTENTION,
+            path=self.path,
+            where="attention",
+        )
         d = AttentionConfig()
-        try:
-            return AttentionConfig(
-                low_data_bytes=parsing.size(str(table["low_data"]))
-                if "low_data" in table
-                else d.low_data_bytes,
-                low_data_percent=float(table.get("low_data_percent", d.low_data_percent)),
-                expiring_within=parsing.duration(str(table["expiring_within"]))
-                if "expiring_within" in table
-                else d.expiring_within,
-                pending_overdue=parsing.duration(str(table["pending_overdue"]))
-                if "pending_overdue" in table
-                else d.pending_overdue,
-            )
-        except (InvalidInput, ValueError) as exc:
-            msg = exc.message if isinstance(exc, InvalidInput) else str(exc)
-            raise ConfigError(f"{self.path}: [attention]: {msg}") from exc
+        return AttentionConfig(
+            low_data_bytes=values.get("low_data", d.low_data_bytes),
+            low_data_percent=values.get("low_data_percent", d.low_data_percent),
+            expiring_within=values.get("expiring_within", d.expiring_within),
+            pending_overdue=values.get("pending_overdue", d.pending_overdue),
+        )

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from esimctl.config import Config
     from esimctl.credentials import Credentials
-    from esimctl.ledger import Ledger
+    from esimctl.ledger import Ledger, LedgerReadOnly
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -164,11 +164,25 @@ class Env:
 
     @cached_property
     def ledger(self) -> Ledger:
+        """The ledger; read-only in a home esimctl cannot write (``Ledger.read_only``)."""
         from esimctl.ledger import Ledger, busy_timeout_from
 
         return Ledger(
-            self.paths.ledger_file, clock=self.clock, busy_timeout=busy_timeout_from(self.environ)
+            self.paths.ledger_file,
+            clock=self.clock,
+            busy_timeout=busy_timeout_from(self.environ),
+            on_skip=self._not_kept,
         )
+
+    def _not_kept(self, why: LedgerReadOnly) -> None:
+        """Once a run, when the read-only ledger could not keep what was just fetched."""
+        if self.quiet:
+            return
+        self.stderr.write(
+            f"note: {why.where} cannot be written ({why.why}): figures fetched now are "
+            "shown but not kept; the ledger is unchanged\n"
+        )
+        self.stderr.flush()
 
     @cached_property
     def credentials(self) -> Credentials:

@@ -15,6 +15,14 @@ one-line error naming the file: one that is not SQLite, truncated or damaged
 (``LedgerTooNew``, exit 1: upgrade), one another process holds locked beyond
 ``BUSY_TIMEOUT`` (``LedgerBusy``, exit 75: retry later). A full disk is ``LedgerFull``.
 Every sqlite3 error leaving this module is one of these ``LedgerError``s.
+
+A ledger in a home esimctl cannot write (a read-only file system, a directory that is not
+the user's) is opened read-only, so what is recorded can still be read: with
+``mode=ro`` where SQLite allows it (a WAL ledger needs its ``-shm`` present for that),
+else ``immutable=1`` when no ``-wal`` holds changes the main file lacks; a home without a
+ledger reads as an empty one. Then cache and snapshot writes are skipped (``skipped``
+counts them, ``on_skip`` is told), and every other write, orders above all, raises
+``LedgerReadOnly`` naming the directory (exit 1) before anything is written or sent.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from esimctl.errors import EsimctlError, TemporaryFailure
 from esimctl.models import Esim, Money, Order, OrderState
-from esimctl.paths import private_file
+from esimctl.paths import NotWritable, private_file, unwritable
 from esimctl.serialize import esim_to_cache, iso, parse_iso
 
 #: Journal states beyond SPEC's order states: ``intent`` is written before the request.
@@ -92,6 +100,18 @@ class LedgerBusy(TemporaryFailure, LedgerError):
     code = "ledger_busy"
 
 
+class LedgerReadOnly(LedgerError, NotWritable):
+    """The ledger's home cannot be written: it is read, never written (exit 1).
+
+    Also a ``paths.NotWritable`` (and so an ``OSError``): one code for a home esimctl
+    cannot write, whichever file it was about to write."""
+
+    code = "home_not_writable"
+
+
+_LEDGER = "its ledger"
+
+
 def corrupt(path: Path, why: str) -> LedgerCorrupt:
     return LedgerCorrupt(
         f"the ledger {path} cannot be read ({why}): move it aside, e.g. "
@@ -120,6 +140,10 @@ def ledger_error(exc: sqlite3.Error, path: Path) -> LedgerError:
         )
     if primary in (11, 26) or "malformed" in low or "not a database" in low:
         return corrupt(path, text)
+    if primary == 8 or "readonly database" in low:  # SQLITE_READONLY: a file not ours to write
+        blocked = unwritable(path.parent, what=_LEDGER) or unwritable(path, what=_LEDGER)
+        where, why = (blocked.where, blocked.why) if blocked else (path, "read-only")
+        return LedgerReadOnly(where, why=why, what=_LEDGER)
     return LedgerError(f"cannot use the ledger {path}: {text}")
 
 
@@ -337,15 +361,31 @@ class Ledger:
         *,
         clock: Callable[[], datetime] | None = None,
         busy_timeout: float = BUSY_TIMEOUT,
+        on_skip: Callable[[LedgerReadOnly], None] | None = None,
     ) -> None:
         self.path = path
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: Why the ledger is open read-only (its home cannot be written); None when it is not.
+        self.read_only: LedgerReadOnly | None = None
+        #: Cache and snapshot writes skipped because the ledger is read-only.
+        self.skipped = 0
+        #: Told of the first skipped write (for a note: what was fetched is not kept).
+        self.on_skip = on_skip
         _check_header(path)  # before sqlite opens it: a foreign file is never touched
-        try:
-            private_file(path)  # 0600 before sqlite creates it (its -wal and -shm follow)
-            _tighten(path)
-        except OSError as exc:
-            raise LedgerError(f"cannot use the ledger {path}: {exc.strerror or exc}") from exc
+        # Its directory takes the -wal and -shm files: both must be writable.
+        blocked = unwritable(path.parent, what=_LEDGER) or unwritable(path, what=_LEDGER)
+        if blocked is None:
+            try:
+                # 0600 before sqlite creates it (its -wal and -shm follow)
+                private_file(path, what=_LEDGER)
+                _tighten(path)
+            except NotWritable as exc:
+                blocked = exc
+            except OSError as exc:
+                raise LedgerError(f"cannot use the ledger {path}: {exc.strerror or exc}") from exc
+        if blocked is not None:
+            self.db = self._open_read_only(blocked, busy_timeout)
+            return
         try:
             self.db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
@@ -366,12 +406,91 @@ class Ledger:
                 raise mapped from exc
             raise
 
+    def _open_read_only(self, blocked: NotWritable, busy_timeout: float) -> sqlite3.Connection:
+        """The ledger opened for reading only, in a home esimctl cannot write."""
+        path = self.path
+
+        def refusal(detail: str = "") -> LedgerReadOnly:
+            return LedgerReadOnly(blocked.where, why=blocked.why, what=_LEDGER, detail=detail)
+
+        if not path.exists() or path.stat().st_size == 0:
+            # Nothing recorded yet: an empty ledger in memory, so reads find nothing.
+            self.db = sqlite3.connect(":memory:", isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.migrate()
+            self.read_only = refusal()
+            return self.db
+        uri = path.absolute().as_uri()
+        db = None
+        try:
+            try:
+                # Reads the -wal too, through its -shm; SQLite cannot make a -shm here.
+                db = self._connect_ro(f"{uri}?mode=ro", busy_timeout)
+            except sqlite3.OperationalError as exc:
+                # No -shm, none to be made: SQLITE_CANTOPEN on a read-only file system,
+                # SQLITE_READONLY_DIRECTORY in a directory that is not ours to write.
+                code = getattr(exc, "sqlite_errorcode", None)
+                if not isinstance(code, int) or code & 0xFF not in (
+                    sqlite3.SQLITE_CANTOPEN,
+                    sqlite3.SQLITE_READONLY,
+                ):
+                    raise
+                wal = path.with_name(path.name + "-wal")
+                if wal.exists() and wal.stat().st_size > 0:
+                    # immutable=1 would read the main file without the changes in the -wal.
+                    raise refusal(
+                        f"its latest changes are in {wal.name}, which SQLite reads only "
+                        "where it can write"
+                    ) from None
+                # No -wal: the main file holds everything (and esimctl cannot change it).
+                db = self._connect_ro(f"{uri}?immutable=1", busy_timeout)
+            self.db = db
+            self._check_version()  # a newer esimctl's ledger is refused as ever
+            applied = self._applied() or set()
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version != schema_version() or any(n not in applied for n, _ in MIGRATIONS):
+                raise refusal("to upgrade it")
+        except BaseException as exc:
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            if (mapped := _mapping(exc, path)) is not None:
+                raise mapped from exc
+            raise
+        self.read_only = refusal()
+        return db
+
+    @staticmethod
+    def _connect_ro(uri: str, busy_timeout: float) -> sqlite3.Connection:
+        db = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            db.execute("PRAGMA user_version").fetchone()  # opens the file (and -wal) now
+        except BaseException:
+            db.close()
+            raise
+        return db
+
     def close(self) -> None:
         self.db.close()
 
+    def _skip(self) -> bool:
+        """True (and counted) when a cache or snapshot write is to be skipped: read-only."""
+        if self.read_only is None:
+            return False
+        self.skipped += 1
+        if self.skipped == 1 and self.on_skip is not None:
+            self.on_skip(self.read_only)
+        return True
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; an sqlite3 error in it becomes a ``LedgerError``."""
+        """One write transaction; an sqlite3 error in it becomes a ``LedgerError``.
+
+        In a read-only ledger it raises ``LedgerReadOnly`` before anything is written."""
+        if (ro := self.read_only) is not None:
+            raise LedgerReadOnly(ro.where, why=ro.why, what=ro.what)
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -568,6 +687,9 @@ class Ledger:
     # -- usage snapshots and caches ------------------------------------------------------------
 
     def add_snapshots(self, esims: list[Esim]) -> None:
+        """Record fetched figures; skipped (see ``skipped``) in a read-only ledger."""
+        if self._skip():
+            return
         now = iso(self.clock())
         with self.tx() as db:
             db.executemany(
@@ -613,6 +735,9 @@ class Ledger:
         return fetched, json.loads(r["payload"])
 
     def cache_put(self, key: str, account: str, payload: Any) -> None:
+        """Cache ``payload``; skipped (see ``skipped``) in a read-only ledger."""
+        if self._skip():
+            return
         with self.tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO cache (key, account, fetched_at, payload) VALUES (?,?,?,?)",

@@ -34,6 +34,7 @@ nothing verified). The crash-safety tests use it; unset, it does nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -229,9 +230,14 @@ def over_limit(env: Env, limits: Limits, esim: Esim, row: LedgerOrder) -> str | 
             return f"{what} was charged {price}, above {where} ({cap})"
     month = month_start(env.now())
     for budget in limits.budgets:
+        if not budget.amounts:
+            continue
         amount = next((b for b in budget.amounts if b.currency == price.currency), None)
         if amount is None:
-            continue
+            return (
+                f"{what} was charged {price}; the monthly_budget of {budget.where} has no "
+                f"amount in {price.currency}"
+            )
         so_far = _spent(env, price.currency, month, esim if budget.per_esim else None, ())
         if so_far > amount.amount:
             return (
@@ -244,7 +250,9 @@ def over_limit(env: Env, limits: Limits, esim: Esim, row: LedgerOrder) -> str | 
 def counted_price(listed: Money | None, charged: Money | None) -> tuple[Money | None, str | None]:
     """What a purchase counts against the limits, and a note when the provider's charged
     price could not be taken at its word. The larger of listed and charged counts."""
-    bad = charged is not None and validate.price_problem(charged) is not None
+    # Zero, negative, not a number: no charge at all can be read from it. A positive charge
+    # beyond belief is still counted: the larger figure is the safe one.
+    bad = charged is not None and (not charged.amount.is_finite() or charged.amount <= 0)
     if charged is None or bad:
         note = (
             f"the provider reported a charge of {charged.amount} {charged.currency}, which "
@@ -275,10 +283,16 @@ def unreported_found(env: Env, account: str, iccid: str, plan_id: str) -> Ledger
         account=account,
         iccid=iccid,
         states=(OrderState.PENDING.value, OrderState.COMPLETED.value),
+        since=env.now() - RETRY_REPORT_WINDOW,
     ):
         if row.plan_id == plan_id and _found_unreported(row):
             return row
     return None
+
+
+#: An order found by reconciliation is reported to a retry of the same command within this
+#: time; later, it is history, not the answer to a new command.
+RETRY_REPORT_WINDOW = timedelta(days=1)
 
 
 def _found_unreported(row: LedgerOrder) -> bool:
@@ -300,14 +314,7 @@ async def reconcile(env: Env, provider: Provider) -> list[LedgerOrder]:
             row.reference, iccid=row.iccid, since=row.created_at - LOOKUP_SLACK
         )
         if found is not None:
-            changed.append(
-                env.ledger.update_order(
-                    row.id,
-                    state=OrderState.PENDING.value,
-                    provider_order_id=found.id,
-                    detail={"reconciled": "found at the provider by reference"},
-                )
-            )
+            changed.append(_record_found(env, row, found, "found at the provider by reference"))
         elif env.now() - row.created_at >= provider.order_lookup_lag:
             changed.append(
                 env.ledger.update_order(
@@ -317,6 +324,22 @@ async def reconcile(env: Env, provider: Provider) -> list[LedgerOrder]:
                 )
             )
     return changed
+
+
+def _record_found(env: Env, row: LedgerOrder, found: Order, how: str) -> LedgerOrder:
+    """An order found at the provider after its answer was lost: pending, with what it
+    counts (the larger of listed and charged) and what the provider says it charged."""
+    counted, note = counted_price(row.price, found.price)
+    detail: dict[str, object] = {"reconciled": how, "charged": _charged_json(found.price)}
+    if note:
+        detail["price_note"] = note
+    return env.ledger.update_order(
+        row.id,
+        state=OrderState.PENDING.value,
+        provider_order_id=found.id,
+        price=counted,
+        detail=detail,
+    )
 
 
 def unresolved_intent(env: Env, account: str, iccid: str) -> LedgerOrder | None:
@@ -359,6 +382,9 @@ async def buy(
             account=provider.account,
             provider=provider.id,
         )
+    # A cancellation already pending (Ctrl-C during synchronous work) lands here, before
+    # anything is journalled or sent, rather than at the shielded request below.
+    await asyncio.sleep(0)
     reference = new_reference()
     row = _journal(
         env,
@@ -387,9 +413,9 @@ async def buy(
                 raise
             interrupted = True
             order = await request
-    except OutcomeUnknown:
+    except OutcomeUnknown as exc:
         # Look once right away: many providers show the order at once.
-        if Capability.FIND_ORDER in provider.capabilities:
+        if Capability.FIND_ORDER in provider.capabilities and not interrupted:
             try:
                 found = await provider.find_order(
                     reference, iccid=esim.iccid, since=row.created_at - LOOKUP_SLACK
@@ -397,16 +423,19 @@ async def buy(
             except EsimctlError:
                 found = None
             if found is not None:
-                return env.ledger.update_order(
-                    row.id, state=OrderState.PENDING.value, provider_order_id=found.id
-                )
+                progress.row = _record_found(env, row, found, "found right after the answer")
+                return progress.row
+        if interrupted:
+            raise asyncio.CancelledError from exc
         raise
     except EsimctlError as exc:
-        env.ledger.update_order(
+        progress.row = env.ledger.update_order(
             row.id,
             state=OrderState.FAILED.value,
             detail={"error": exc.code, "message": exc.message},
         )
+        if interrupted:
+            raise asyncio.CancelledError from exc
         raise
     checkpoint(env, "after_answer")
     counted, note = counted_price(plan.price, order.price)
@@ -465,11 +494,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored:
+    # then neither Python nor asyncio would act on the SIGINT that SIGTERM becomes.
+    int_before = signal.getsignal(signal.SIGINT)
+    if int_before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if int_before is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def interrupted_message(progress: Progress, env: Env) -> tuple[str, LedgerOrder | None]:
@@ -479,6 +515,8 @@ def interrupted_message(progress: Progress, env: Env) -> tuple[str, LedgerOrder 
     row = env.ledger.order(progress.row.id)
     order = row.to_order()
     where = f"on {row.iccid}" if row.iccid else ""
+    if row.state == OrderState.FAILED.value:
+        return f"interrupted: nothing was bought ({row.detail.get('message', 'refused')})", None
     if row.state == INTENT:
         return (
             f"interrupted after the purchase of {row.plan} {where} was sent (reference "
@@ -608,6 +646,8 @@ async def buy_once(
     # through after all, report that order instead of buying a second one.
     found = unreported_found(env, provider.account, esim.iccid, plan.id)
     if found is not None:
+        with contextlib.suppress(EsimctlError, sqlite3.Error):
+            found = env.ledger.update_order(found.id, detail={"reported": True})
         return Bought(found, earlier=True)
     if duplicates:
         check_duplicate(env, esim, plan, again=again, accepted=accepted)
@@ -618,11 +658,31 @@ async def buy_once(
         from dataclasses import replace
 
         before = replace(before, label=esim.label)
-    row = await buy(env, provider, before, plan, need=need, progress=progress)
-    problem = over_limit(env, limits, esim, row)
-    if problem is not None:
-        row = env.ledger.update_order(row.id, detail={"over_limit": problem})
+    progress = progress if progress is not None else Progress()
+    try:
+        row = await buy(env, provider, before, plan, need=need, progress=progress)
+    except asyncio.CancelledError:
+        # Interrupted after the order was recorded: a charge beyond a limit is still marked.
+        done = progress.row
+        if done is not None and done.state in (OrderState.PENDING.value, "completed"):
+            _mark_over_limit(env, limits, esim, done)
+        raise
+    row, problem = _mark_over_limit(env, limits, esim, row)
     return Bought(row, over_limit=problem)
+
+
+def _mark_over_limit(
+    env: Env, limits: Limits, esim: Esim, row: LedgerOrder
+) -> tuple[LedgerOrder, str | None]:
+    problem = over_limit(env, limits, esim, row)
+    # Reported to the user by this command: a retry no longer takes it for its own answer.
+    fields: dict[str, object] = {"reported": True}
+    if problem is not None:
+        fields["over_limit"] = problem
+    # A ledger that fails here does not hide the news: the caller reports it all the same.
+    with contextlib.suppress(EsimctlError, sqlite3.Error):
+        row = env.ledger.update_order(row.id, detail=fields)
+    return row, problem
 
 
 def before_of(row: LedgerOrder) -> Esim | None:

@@ -16,11 +16,14 @@ user's page; the short form::
     trip_start = 2026-12-01
     trip_end = 2026-12-14
 
-A bad value is a one-line ``ConfigError`` naming the file and the table (exit 2).
+Each key is parsed by ``SCHEMA`` through ``config_schema.check``, the one validator of
+config.toml: a bad value is a one-line ``ConfigError`` naming the file, the table and the
+key (exit 2). ``Config`` runs ``load`` whenever the file is read.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +31,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from esimctl import parsing
+from esimctl import config_schema, parsing
 from esimctl.config import Config
+from esimctl.config_schema import Key, Mismatch
 from esimctl.errors import ConfigError, InvalidInput
 from esimctl.models import Esim, EsimState, Money
 from esimctl.output import human
@@ -197,7 +201,7 @@ class RenewalRules:
                 e = match_esim(rule.target, esims)
             except InvalidInput as exc:
                 if "ambiguous" in exc.message or complete:
-                    raise ConfigError(f"{self.path}: [{rule.name}]: {exc.message}") from None
+                    raise ConfigError(f"{self.path}: [{rule.name}] {exc.message}") from None
                 notes.append(f"[{rule.name}] names no eSIM that answered: {exc.message}")
                 continue
             key = (e.account, e.iccid)
@@ -222,15 +226,12 @@ def load(config: Config) -> RenewalRules:
     tables = raw.get("esims", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{path}: [renewal.esims] must hold one table per eSIM")
-    base = {k: v for k, v in raw.items() if k != "esims"}
-    parsed_default = _fields(base, path, "renewal", extra=("esims",))
+    parsed_default = _fields(raw, path, "renewal", others=("esims",))
     default = _build(parsed_default, path, "renewal", target=None, own_budget=())
     global_budget: tuple[Money, ...] = parsed_default.get("monthly_budget", ())
     rules = []
     for name, table in tables.items():
         where = f"renewal.esims.{_toml_key(name)}"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [{where}] must be a table")
         own = _fields(table, path, where)
         merged = {k: v for k, v in parsed_default.items() if k in INHERITED}
         if any(k in own for k in BUY_KEYS):
@@ -240,7 +241,7 @@ def load(config: Config) -> RenewalRules:
         rule = _build(merged, path, where, target=name, own_budget=own.get("monthly_budget", ()))
         if rule.enabled and not rule.complete:
             raise ConfigError(
-                f"{path}: [{where}]: needs a trigger (data_below or expires_within) and what "
+                f"{path}: [{where}] needs a trigger (data_below or expires_within) and what "
                 "to buy (plan, or min_data/min_days), here or in [renewal]; or enabled = false"
             )
         rules.append(rule)
@@ -248,25 +249,16 @@ def load(config: Config) -> RenewalRules:
 
 
 def _toml_key(name: str) -> str:
-    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
+    """The table's name as ``Rule.name`` has always spelt it: it is part of ``need_key``,
+    which the ledger keeps, so it must not change (quoted names are escaped: one line)."""
+    if name.replace("-", "").replace("_", "").isalnum():
+        return name
+    return json.dumps(name, ensure_ascii=False)
 
 
-def _fields(
-    table: dict[str, Any], path: Path, where: str, *, extra: Iterable[str] = ()
-) -> dict[str, Any]:
-    """Each key of one table, parsed on its own (the message names this table)."""
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in KEYS and key not in extra:
-            known = ", ".join(KEYS)
-            raise ConfigError(f"{path}: [{where}]: unknown key {key!r} (keys: {known})")
-        if key in extra:
-            continue
-        try:
-            out[key] = _PARSERS[key](value)
-        except InvalidInput as exc:
-            raise ConfigError(f"{path}: [{where}]: {key}: {exc.message}") from None
-    return out
+def _fields(table: Any, path: Path, where: str, *, others: Iterable[str] = ()) -> dict[str, Any]:
+    """Each key of one table, parsed on its own by ``SCHEMA`` (the message names this table)."""
+    return config_schema.check(table, SCHEMA, path=path, where=where, others=others)
 
 
 def _build(
@@ -281,34 +273,32 @@ def _build(
     rule = Rule(name=where, target=target, monthly_budget=own_budget, **fields)
     if rule.plan is not None and (rule.min_data is not None or rule.min_days is not None):
         raise ConfigError(
-            f"{path}: [{where}]: give plan, or min_data/min_days for the cheapest plan, not both"
+            f"{path}: [{where}] give plan, or min_data/min_days for the cheapest plan, not both"
         )
     if rule.trip_start and rule.trip_end and rule.trip_end <= rule.trip_start:
-        raise ConfigError(f"{path}: [{where}]: trip_end is not after trip_start")
+        raise ConfigError(f"{path}: [{where}] trip_end is not after trip_start")
     if rule.currency and rule.max_price and rule.max_price.currency != rule.currency:
         raise ConfigError(
-            f"{path}: [{where}]: currency is {rule.currency} but max_price is in "
+            f"{path}: [{where}] currency is {rule.currency} but max_price is in "
             f"{rule.max_price.currency}"
         )
     return rule
 
 
-def _text(value: Any, what: str) -> str:
+def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"expected {what} in quotes, got {value!r}")
+        raise Mismatch
     return value.strip()
 
 
-def _texts(value: Any, what: str) -> list[str]:
+def _texts(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
-    if not items:
-        return []
-    return [_text(v, what) for v in items]
+    return [_text(v) for v in items]
 
 
 def _thresholds(value: Any) -> tuple[Threshold, ...]:
     out = []
-    for text in _texts(value, 'a size or a percentage, like "500MB" or "10%"'):
+    for text in _texts(value):
         if text.endswith("%"):
             out.append(Threshold(text, parsing.percent(text)))
         else:
@@ -318,25 +308,25 @@ def _thresholds(value: Any) -> tuple[Threshold, ...]:
 
 
 def _size(value: Any) -> str:
-    text = _text(value, 'a size, like "3GB"')
+    text = _text(value)
     parsing.size(text)
     return text
 
 
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"expected a whole number of at least 1, got {value!r}")
+        raise Mismatch
     return value
 
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise InvalidInput(f"expected true or false, got {value!r}")
+        raise Mismatch
     return value
 
 
 def _budget(value: Any) -> tuple[Money, ...]:
-    amounts = [parsing.money(t) for t in _texts(value, 'an amount, like "60 USD"')]
+    amounts = [parsing.money(t) for t in _texts(value)]
     seen: set[str] = set()
     for m in amounts:
         if m.currency in seen:
@@ -376,17 +366,26 @@ def _moment(value: Any, *, end: bool) -> datetime:
     return moment
 
 
-_PARSERS: dict[str, Any] = {
-    "data_below": _thresholds,
-    "expires_within": lambda v: parsing.duration(_text(v, 'a duration, like "1d"')),
-    "plan": lambda v: _text(v, "a plan id"),
-    "min_data": _size,
-    "min_days": _positive_int,
-    "currency": lambda v: parsing.currency(_text(v, 'a currency code, like "USD"')),
-    "max_price": lambda v: parsing.money(_text(v, 'an amount, like "15 USD"')),
-    "max_per_day": _positive_int,
-    "monthly_budget": _budget,
-    "trip_start": lambda v: _moment(v, end=False),
-    "trip_end": lambda v: _moment(v, end=True),
-    "enabled": _bool,
+_DATE = "a date, like 2026-12-01 or 2026-12-01T08:00:00+09:00"
+_WHOLE = "a whole number of at least 1"
+
+#: ``[renewal]`` and ``[renewal.esims.NAME]``: each key, its parser and what it accepts.
+SCHEMA: dict[str, Key] = {
+    "data_below": Key(
+        'a size or a percentage in quotes, like "500MB" or "10%", or a list of both',
+        _thresholds,
+    ),
+    "expires_within": Key('a duration in quotes, like "1d"', lambda v: parsing.duration(_text(v))),
+    "plan": Key('a plan id in quotes, like "jp-1gb-3d"', _text),
+    "min_data": Key('a size in quotes, like "3GB"', _size),
+    "min_days": Key(_WHOLE, _positive_int),
+    "currency": Key('a currency code in quotes, like "USD"', lambda v: parsing.currency(_text(v))),
+    "max_price": Key('an amount in quotes, like "15 USD"', lambda v: parsing.money(_text(v))),
+    "max_per_day": Key(_WHOLE, _positive_int),
+    "trip_start": Key(_DATE, lambda v: _moment(v, end=False)),
+    "trip_end": Key(_DATE, lambda v: _moment(v, end=True)),
+    "enabled": Key("true or false", _bool),
+    "monthly_budget": Key(
+        'an amount in quotes, like "60 USD", or a list of them (one per currency)', _budget
+    ),
 }

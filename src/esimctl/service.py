@@ -11,7 +11,14 @@ from typing import Any, Generic, TypeVar
 
 from esimctl.config import AccountConfig, AttentionConfig
 from esimctl.env import Env
-from esimctl.errors import EsimctlError, ExitCode, InvalidInput, NotFound, ProviderError
+from esimctl.errors import (
+    EsimctlError,
+    ExitCode,
+    InvalidInput,
+    NotFound,
+    ProviderError,
+    TemporaryFailure,
+)
 from esimctl.models import Attention, Esim, EsimState, Plan
 from esimctl.providers import registry
 from esimctl.providers.base import Capability, Provider, ProviderContext, SecretCache
@@ -111,13 +118,61 @@ def fan_out(
     accounts: Sequence[AccountConfig],
     fn: Callable[[Provider], Awaitable[T]],
 ) -> Fanout[T]:
-    """Run ``fn`` against every account concurrently; one failure never hides the others."""
+    """Run ``fn`` against every account concurrently; one failure never hides the others.
+
+    The whole fan-out has one deadline (``[network] deadline``, 30 s by default): an account
+    still silent then is an error of its own ("no answer within 30 s") and the others'
+    results are used. On a terminal, a wait longer than 0.3 s shows a spinner on stderr
+    naming the accounts still being waited for.
+    """
     if not accounts:
         return Fanout({}, [])
     import asyncio  # here, not at the top: commands answered from the cache never need it
 
+    deadline = env.config.network().deadline
+
     async def main() -> list[T | BaseException]:
-        return await asyncio.gather(*(_one(env, a, fn) for a in accounts), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        tasks = {asyncio.ensure_future(_one(env, a, fn)): a for a in accounts}
+        start = loop.time()
+        end = start + deadline.total_seconds()
+        pending = set(tasks)
+        spinner: Any = None
+        try:
+            while pending and loop.time() < end:
+                step = min(end - loop.time(), 0.3 if spinner is None else 0.25)
+                _, pending = await asyncio.wait(pending, timeout=max(step, 0.0))
+                if not pending:
+                    break
+                if spinner is None and env.show_progress and loop.time() - start >= 0.3:
+                    spinner = env.err.status("")
+                    spinner.start()
+                if spinner is not None:
+                    spinner.update(_waiting_for([tasks[t] for t in pending]))
+        finally:
+            if spinner is not None:
+                spinner.stop()
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        out: list[T | BaseException] = []
+        for t, acc in tasks.items():
+            if t in pending:
+                out.append(
+                    TemporaryFailure(
+                        f"no answer from {acc.provider} within {human_deadline(deadline)} "
+                        "(the command's deadline: [network] deadline in config)",
+                        account=acc.name,
+                        provider=acc.provider,
+                    )
+                )
+            elif t.cancelled():
+                out.append(asyncio.CancelledError())
+            else:
+                exc = t.exception()
+                out.append(exc if exc is not None else t.result())
+        return out
 
     outcomes = asyncio.run(main())
     results: dict[str, T] = {}
@@ -140,6 +195,17 @@ def fan_out(
         else:
             results[acc.name] = out
     return Fanout(results, errors)
+
+
+def _waiting_for(accounts: Sequence[AccountConfig]) -> str:
+    names = ", ".join(f"{a.name} ({a.provider})" for a in accounts[:4])
+    more = f" and {len(accounts) - 4} more" if len(accounts) > 4 else ""
+    return f"waiting for {names}{more}…"
+
+
+def human_deadline(d: timedelta) -> str:
+    secs = d.total_seconds()
+    return f"{secs:g} s" if secs < 120 else f"{secs / 60:g} min"
 
 
 # -- eSIM lists with a cache ---------------------------------------------------------------
@@ -233,15 +299,19 @@ def fetch_esims(
         if Capability.LIST_ESIMS not in p.capabilities:
             return []
         esims = await p.list_esims()
-        if p.rejected:
-            rejected[p.account] = list(p.rejected)
+        # getattr: a plugin written before plausibility checks may not call super().__init__.
+        refused = getattr(p, "rejected", None)
+        if refused:
+            rejected[p.account] = list(refused)
         settle_pending(env, p, esims)
         return esims
 
     out = fan_out(env, todo, fetch)
     for name, esims in out.results.items():
         if name in rejected:
-            # Not cached: the next run asks again, and names the eSIM again.
+            # Not cached (and the old list dropped): the next run asks again, and names
+            # the eSIM again, instead of showing its older figures as if nothing happened.
+            env.ledger.cache_drop(name)
             env.ledger.add_snapshots(esims)
             out.errors.extend(rejected[name])
         else:

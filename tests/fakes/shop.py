@@ -6,7 +6,10 @@ reference. Its own switch ``hang_after_commit`` commits a purchase and then hold
 answer back, so a test can SIGKILL the client in the window between the provider
 committing and the client hearing of it. ``prices`` (plan id → price text) changes what
 the list says a plan costs, ``charge`` what a purchase answers and records as charged
-(a price rise between listing and buying, or a nonsense figure), and ``set_figures``
+(a price rise between listing and buying, or a nonsense figure) and ``charge_currency`` in
+what, ``hold_then_refuse`` holds a purchase then refuses it (402, nothing made),
+``lookup_fails`` makes the next order lookups answer 503, ``drop_purchase_answers``
+commits the next purchases and never answers them, and ``set_figures``
 changes an eSIM's figures to anything, however absurd; ``hang_topups`` holds the top-up
 list's answer back (a slow network before anything is bought).
 
@@ -29,7 +32,7 @@ from esimctl.providers.base import Capability, Provider
 from esimctl.providers.http import ApiClient
 from esimctl.serialize import iso, parse_iso
 
-from .base import FakeApi, Reply, Request
+from .base import FakeApi, Reply, Request, _Fault
 
 API_KEY = "shop-key-not-a-real-secret"
 GB = 1024**3
@@ -53,6 +56,14 @@ class FakeShop(FakeApi):
         self.charge: str | None = None
         #: Seconds the top-up list takes to answer (a slow network before any purchase).
         self.hang_topups = 0.0
+        #: The currency a purchase is charged in.
+        self.charge_currency = "USD"
+        #: Seconds a purchase is held, then refused (402) without being made.
+        self.hold_then_refuse = 0.0
+        #: The next N order lookups answer 503.
+        self.lookup_fails = 0
+        #: The next N purchases are committed and their answer never sent (the socket closes).
+        self.drop_purchase_answers = 0
         super().__init__()
 
     def seed(self, iccid: str, label: str, *, total: int, remaining: int, days_left: float) -> None:
@@ -100,6 +111,9 @@ class FakeShop(FakeApi):
         denied = self._auth(req)
         if denied:
             return denied
+        if self.hold_then_refuse:
+            time.sleep(self.hold_then_refuse)
+            return Reply(402, {"error": "insufficient balance"})
         body = req.json()
         plan = next((p for p in PLANS if p["id"] == body["plan_id"]), None)
         sim = self.esims.get(body["iccid"])
@@ -111,6 +125,7 @@ class FakeShop(FakeApi):
             "plan_id": plan["id"],
             "plan": plan["name"],
             "price": self.charge if self.charge is not None else plan["price"],
+            "currency": self.charge_currency,
             "reference": body.get("reference"),
             "created_at": iso(datetime.now(UTC)),
         }
@@ -139,8 +154,19 @@ class FakeShop(FakeApi):
         denied = self._auth(req)
         if denied:
             return denied
+        if self.lookup_fails:
+            self.lookup_fails -= 1
+            return Reply(503, {"error": "try later"})
         ref = req.arg("reference")
         return Reply(200, {"orders": [o for o in self.orders if o["reference"] == ref]})
+
+    def _handle(self, h: Any) -> None:
+        with self.lock:
+            purchase = h.command == "POST" and h.path.split("?")[0] == "/orders"
+            if purchase and self.drop_purchase_answers:
+                self.drop_purchase_answers -= 1
+                self._faults.appendleft(_Fault("drop"))
+        super()._handle(h)
 
     def _dispatch(self, req: Request) -> Reply:
         reply = super()._dispatch(req)  # the order is committed here, under the fake's lock
@@ -234,7 +260,7 @@ class ShopProvider(Provider):
             iccid=o["iccid"],
             plan_id=o["plan_id"],
             plan=o["plan"],
-            price=Money(Decimal(o["price"]), "USD"),
+            price=Money(Decimal(o["price"]), o.get("currency", "USD")),
             created_at=created,
             state=OrderState.COMPLETED,
             source="provider",

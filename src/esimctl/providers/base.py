@@ -128,8 +128,11 @@ class Provider:
         can hand esimctl a figure it should not believe."""
         super().__init_subclass__(**kwargs)
         for name, guard in _GUARDS.items():
-            fn = cls.__dict__.get(name)
-            if fn is not None and not getattr(fn, "_esimctl_guarded", False):
+            # getattr, not the class's own dict: a method from a mixin is guarded too.
+            fn = getattr(cls, name, None)
+            if fn is None or fn is Provider.__dict__.get(name):
+                continue  # the base's own defaults read through guarded methods
+            if not getattr(fn, "_esimctl_guarded", False):
                 wrapped = guard(fn)
                 wrapped._esimctl_guarded = True  # type: ignore[attr-defined]
                 setattr(cls, name, wrapped)
@@ -189,7 +192,7 @@ class Provider:
         for e in await self.list_esims():
             if e.iccid == iccid:
                 return e
-        for err in self.rejected:
+        for err in _list_of(self, "rejected"):
             if iccid in err.message:
                 raise err
         raise NotFound(f"eSIM {iccid} not found", account=self.account, provider=self.id)
@@ -241,6 +244,16 @@ class Provider:
 _Method = Callable[..., Awaitable[Any]]
 
 
+def _list_of(provider: Provider, name: str) -> list[Any]:
+    """``provider.rejected`` / ``rejected_plans``, made here for a plugin whose
+    ``__init__`` does not call ``Provider.__init__``."""
+    found = provider.__dict__.get(name)
+    if found is None:
+        found = []
+        setattr(provider, name, found)
+    return found
+
+
 def _guard_list(fn: _Method) -> _Method:
     @functools.wraps(fn)
     async def list_esims(self: Provider, *args: Any, **kwargs: Any) -> list[Esim]:
@@ -250,7 +263,7 @@ def _guard_list(fn: _Method) -> _Method:
             if problem is None:
                 out.append(e)
             else:
-                self.rejected.append(self.implausible(e, problem))
+                _list_of(self, "rejected").append(self.implausible(e, problem))
         return out
 
     return list_esims
@@ -277,7 +290,7 @@ def _guard_plans(fn: _Method) -> _Method:
             if problem is None:
                 out.append(p)
             else:
-                self.rejected_plans.append(f"plan {p.id} is not offered: {problem}")
+                _list_of(self, "rejected_plans").append(f"plan {p.id} is not offered: {problem}")
         return out
 
     return plans

@@ -4,9 +4,12 @@
   limit (per account, per ICCID, ...) and passes it to each request, which waits until
   all of its throttles have room at the same moment (``acquire_all``).
 * ``ApiClient.request`` retries *reads* on 429 (honouring ``Retry-After``), 5xx,
-  timeouts and malformed bodies, with exponential backoff and jitter. A purchase is sent
-  with ``idempotent=False``: it is never retried, and a timeout after the request may
-  have left becomes ``OutcomeUnknown`` so the caller reconciles before buying again.
+  timeouts and malformed bodies, with exponential backoff and jitter. What retrying cannot
+  fix — a name that does not resolve (no network), a refused connection, a TLS failure,
+  401/403 — is reported at once, with its cause in plain words (``connect_failure``).
+  A purchase is sent with ``idempotent=False``: it is never retried, and a timeout after
+  the request may have left becomes ``OutcomeUnknown``, so the caller reconciles before
+  buying again.
 * Secrets never appear in exceptions: messages name the endpoint path, not headers, and
   every error raised through ``ApiClient`` passes its ``Scrubber``, which knows the
   account's secrets and every credential the client has sent (``Authorization``, API-key
@@ -413,9 +416,9 @@ class ApiClient:
             try:
                 resp = await self.client.request(method, path, **kwargs)
             except httpx.ConnectError as exc:
-                # Nothing reached the provider: safe to retry, and a purchase was not made.
-                last = TemporaryFailure(f"cannot reach {self.provider}: {type(exc).__name__}")
-                if not idempotent:
+                # Nothing reached the provider: a purchase was not made.
+                last, final = connect_failure(exc, self.provider, self.client.base_url)
+                if final or not idempotent:
                     raise self._err(last) from None
             except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 if not idempotent:
@@ -426,7 +429,7 @@ class ApiClient:
                             "anything is bought again"
                         )
                     ) from None
-                last = TemporaryFailure(f"{self.provider} did not answer ({type(exc).__name__})")
+                last = TemporaryFailure(f"{self.provider} did not answer: {timeout_words(exc)}")
             else:
                 body = self.parse_body(resp)
                 if body is _MALFORMED:
@@ -479,6 +482,66 @@ class ApiClient:
     async def _sleep(self, attempt: int, hinted: float | None) -> None:
         delay = hinted if hinted is not None else self.backoff * (2**attempt)
         await asyncio.sleep(min(MAX_RETRY_WAIT, delay) + random.uniform(0, 0.1))
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in out and len(out) < 10:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def connect_failure(
+    exc: httpx.ConnectError, provider: str, base_url: httpx.URL
+) -> tuple[TemporaryFailure, bool]:
+    """The cause of a failed connection in plain words, and whether retrying cannot help
+    within this run (no network, refused, TLS): then it is reported at once."""
+    import socket
+    import ssl
+
+    host = base_url.host or "?"
+    port = base_url.port or (443 if base_url.scheme == "https" else 80)
+    for cause in _cause_chain(exc):
+        if isinstance(cause, socket.gaierror):
+            return (
+                TemporaryFailure(f"no network: cannot resolve {host} ({provider})"),
+                True,
+            )
+        if isinstance(cause, ConnectionRefusedError):
+            return TemporaryFailure(f"connection refused by {host}:{port} ({provider})"), True
+        if isinstance(cause, ssl.SSLError):
+            why = getattr(cause, "reason", None) or type(cause).__name__
+            return TemporaryFailure(f"TLS failed with {host} ({provider}): {why}"), True
+        if isinstance(cause, OSError) and cause.errno is not None:
+            what = cause.strerror or str(cause)
+            return TemporaryFailure(f"cannot reach {host}:{port} ({provider}): {what}"), False
+    text = str(exc) or type(exc).__name__
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return TemporaryFailure(f"no network: cannot resolve {host} ({provider})"), True
+    if "Connection refused" in text:
+        return TemporaryFailure(f"connection refused by {host}:{port} ({provider})"), True
+    return TemporaryFailure(f"cannot reach {host}:{port} ({provider}): {text}"), False
+
+
+def timeout_words(exc: Exception) -> str:
+    """``timed out after 10 s`` where httpx says which timeout it was."""
+    request = getattr(exc, "_request", None)
+    limit = None
+    if request is not None:
+        timeouts = request.extensions.get("timeout", {})
+        kinds: dict[type[Exception], str] = {
+            httpx.ConnectTimeout: "connect",
+            httpx.ReadTimeout: "read",
+            httpx.WriteTimeout: "write",
+            httpx.PoolTimeout: "pool",
+        }
+        kind = kinds.get(type(exc))
+        limit = timeouts.get(kind) if kind else None
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {limit:g} s" if limit else "timed out"
+    return f"the connection broke ({type(exc).__name__})"
 
 
 class _Malformed:

@@ -93,7 +93,7 @@ def run_plans(opts: PlansOptions, env: Env) -> Result:
             if Capability.TOPUPS not in p.capabilities:
                 raise p._unsupported("top-ups for an eSIM")
             plans = await p.topups(esim)
-            notes.extend(p.rejected_plans)  # left out for a price no one could charge
+            notes.extend(getattr(p, "rejected_plans", ()))  # a price no one could charge
             return plans
 
         result = fan_out(env, [account], topups)

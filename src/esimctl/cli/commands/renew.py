@@ -8,7 +8,13 @@ from datetime import timedelta
 
 from esimctl import parsing, purchase, rules
 from esimctl.env import Env
-from esimctl.errors import EsimctlError, Interrupted, InvalidInput, LimitRefused
+from esimctl.errors import (
+    EsimctlError,
+    Interrupted,
+    InvalidInput,
+    LimitRefused,
+    TemporaryFailure,
+)
 from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
 from esimctl.models import Esim, Money, Order, OrderState, Plan
@@ -16,7 +22,7 @@ from esimctl.output import human
 from esimctl.output.human import esc
 from esimctl.providers.base import Capability, Provider
 from esimctl.serialize import order_json
-from esimctl.service import open_provider
+from esimctl.service import human_deadline, open_provider
 
 from .common import Result, confirm
 from .plans import resolve_esim
@@ -95,7 +101,23 @@ def dry_run_order(
 describe = purchase.describe
 
 
+def ensure_writable(env: Env) -> None:
+    """A purchase writes its journal first: a home esimctl cannot write is refused before
+    anything is asked of a provider."""
+    from esimctl.paths import unwritable
+
+    for where, what in (
+        (env.paths.data_dir, "its ledger (the purchase journal)"),
+        (env.paths.state_dir, "its renewal lock"),
+    ):
+        problem = unwritable(where, what=what)
+        if problem is not None:
+            raise problem
+
+
 def run_renew(opts: RenewOptions, env: Env) -> Result:
+    if not opts.dry_run:
+        ensure_writable(env)
     if opts.accept_charge:
         return _accept_charge(opts, env)
     if opts.auto:
@@ -117,9 +139,13 @@ def run_renew(opts: RenewOptions, env: Env) -> Result:
             f"name the plan: esimctl renew {opts.esim} --plan PLAN "
             f"('esimctl plans {opts.esim}' lists them)"
         )
+    progress = purchase.Progress()
     try:
         with purchase.sigterm_as_interrupt():
-            return asyncio.run(_renew(opts, env, provider, esim, cap, timeout))
+            return asyncio.run(_renew(opts, env, provider, esim, cap, timeout, progress))
+    except KeyboardInterrupt:
+        # A second Ctrl-C stops at once, even mid-request: still never hide money.
+        return interrupted_result(env, progress)
     except EsimctlError as exc:
         raise exc.for_account(provider.account, provider.id) from None
 
@@ -146,10 +172,18 @@ async def _renew(
     esim: Esim,
     cap: Money | None,
     timeout: timedelta,
+    progress: purchase.Progress,
 ) -> Result:
     limits = limits_for(env, cap)
     async with provider:
-        plans = await provider.topups(esim)
+        deadline = env.config.network().deadline
+        try:
+            plans = await asyncio.wait_for(provider.topups(esim), deadline.total_seconds())
+        except TimeoutError:
+            raise TemporaryFailure(
+                f"no answer from {provider.display_name} within {human_deadline(deadline)} "
+                "(the command's deadline: [network] deadline in config); nothing bought"
+            ) from None
         plan = pick_plan(plans, opts.plan or "")
         what = f"{plan.name} for {human.money(plan.price)} on {describe(esim)}"
         if opts.dry_run:
@@ -165,7 +199,6 @@ async def _renew(
         accepted = purchase.check_duplicate(env, esim, plan, again=opts.again)
         purchase.check_limits(env, limits, esim, plan)
         confirm(env, f"Buy {what}?", yes=opts.yes)
-        progress = purchase.Progress()
         try:
             with RenewLock(env.paths.lock_file, wait=opts.wait):
                 bought = await purchase.buy_once(

@@ -179,6 +179,9 @@ class AutoRun:
         self.answered = set(fetched.results)
         for row in open_before:
             current = env.ledger.order(row.id)
+            if _found_by_reconciling(current):
+                # Reported by this run ("applied", "pending"): not a retry's answer later.
+                current = env.ledger.update_order(current.id, detail={"reported": True})
             event = {
                 OrderState.COMPLETED.value: "applied",
                 OrderState.PENDING.value: "pending",
@@ -311,18 +314,33 @@ class AutoRun:
                 return
             progress = purchase.Progress()
             self.current = (d, progress)
-            bought = await purchase.buy_once(
-                self.env,
-                provider,
-                e,
-                plan,
-                limits=self._limits(rule),
-                need=d.need,
-                duplicates=False,
-                progress=progress,
-            )
+            try:
+                bought = await purchase.buy_once(
+                    self.env,
+                    provider,
+                    e,
+                    plan,
+                    limits=self._limits(rule),
+                    need=d.need,
+                    duplicates=False,
+                    progress=progress,
+                )
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise  # self.current tells interrupted() how far this purchase got
+            except BaseException:
+                self.current = None
+                raise
+            self.current = None
             d.order = bought.row
             self.env.ledger.cache_drop(provider.account)
+            if bought.earlier:
+                # An earlier run's purchase, found now: reported as such, never as new.
+                d.action = "pending"
+                d.reason = (
+                    f"an earlier purchase of {plan.name} went through after all (order "
+                    f"{bought.row.to_order().id}): not bought again"
+                )
+                return
             d.action = "bought"
             if bought.over_limit is not None:
                 self.errors.append(
@@ -408,6 +426,9 @@ class AutoRun:
 
     def interrupted(self) -> None:
         """Ctrl-C or SIGTERM: report what this run bought, the purchase under way included."""
+        for d in self.decisions:
+            if d.action == "candidate":
+                d.action, d.reason = "skip", "not reached: the run was interrupted"
         if self.current is not None:
             d, progress = self.current
             message, row = purchase.interrupted_message(progress, self.env)
@@ -562,6 +583,10 @@ class AutoRun:
         elif not lines and not self.errors:
             lines.append(f"nothing to renew ({len(self.decisions)} eSIM(s) checked)")
         return lines
+
+
+def _found_by_reconciling(row: LedgerOrder) -> bool:
+    return str(row.detail.get("reconciled", "")).startswith("found")
 
 
 def choose_plan(rule: Rule, plans: list[Plan], e: Esim, cap: Money | None) -> Plan:
