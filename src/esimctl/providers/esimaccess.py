@@ -59,7 +59,7 @@ from esimctl.errors import (
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
 from esimctl.paths import atomic_write
 from esimctl.providers.base import Capability, Provider, ProviderContext
-from esimctl.providers.http import ApiClient, Throttle, retry_after
+from esimctl.providers.http import ApiClient, Throttle, retry_after, shape_of
 
 API = "/api/v1/open"
 PROVIDER_ID = "esimaccess"
@@ -1215,15 +1215,7 @@ def _plans_of(obj: Any, *, account: str, kind: str) -> list[Plan]:
 
 
 def _shape(obj: Any) -> str:
-    """What an unexpected answer looked like, in a few words for an error message."""
-    if obj is None:
-        return "no object (obj: null)"
-    if isinstance(obj, Mapping):
-        keys = ", ".join(sorted(str(k) for k in obj)[:5])
-        return f"an object with {keys}" if keys else "an empty object"
-    if isinstance(obj, list):
-        return f"a list of {len(obj)}"
-    return f"a {type(obj).__name__}"
+    return "no object (obj: null)" if obj is None else shape_of(obj)
 
 
 def _api_time(dt: datetime) -> str:

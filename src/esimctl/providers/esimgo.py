@@ -62,7 +62,7 @@ from esimctl.errors import (
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
 from esimctl.paths import atomic_write
 from esimctl.providers.base import Capability, Provider, ProviderContext
-from esimctl.providers.http import ApiClient, Throttle, retry_after
+from esimctl.providers.http import ApiClient, Throttle, retry_after, shape_of
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -468,18 +468,6 @@ def order_records(body: Any) -> list[dict[str, Any]]:
     ):
         return [body]
     return unwrap(body, "orders", "Orders")
-
-
-def shape_of(body: Any) -> str:
-    """What an unexpected answer looked like, in a few words for an error message."""
-    if body is None:
-        return "null"
-    if isinstance(body, dict):
-        keys = ", ".join(sorted(str(k) for k in body)[:5])
-        return f"an object with {keys}" if keys else "an empty object"
-    if isinstance(body, list):
-        return f"a list of {len(body)}"
-    return f"a {type(body).__name__}"
 
 
 def strict_records(body: Any, *keys: str) -> list[dict[str, Any]] | None:

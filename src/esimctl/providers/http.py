@@ -544,6 +544,18 @@ def timeout_words(exc: Exception) -> str:
     return f"the connection broke ({type(exc).__name__})"
 
 
+def shape_of(body: Any) -> str:
+    """What an unexpected answer looked like, in a few words for an error message."""
+    if body is None:
+        return "null"
+    if isinstance(body, Mapping):
+        keys = ", ".join(sorted(str(k) for k in body)[:5])
+        return f"an object with {keys}" if keys else "an empty object"
+    if isinstance(body, list):
+        return f"a list of {len(body)}"
+    return f"a {type(body).__name__}"
+
+
 class _Malformed:
     pass
 
