@@ -9,27 +9,12 @@ Orders of a removed account stay in ``history``, marked ``account_removed``.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-GB = 1024**3
-T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-ICCID = "8981100022223333444"
-ICCID2 = "8981100022223333555"
-
-
-def at(minutes: float = 0) -> dict[str, str]:
-    return {"ESIMCTL_TEST_NOW": (T0 + timedelta(minutes=minutes)).isoformat()}
-
-
-def iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def ok(r):
-    assert r.exit_code == 0, r
-    return r
+# The manual seller's test clock and helpers, shared with its own tests.
+from test_manual import GB, ICCID, ICCID2, T0, at, iso, ok
 
 
 def refused(r, *words: str):

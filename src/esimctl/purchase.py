@@ -178,8 +178,9 @@ def check_limits(
     counting what the ledger holds as paid or possibly paid, and ``planned``."""
     price = plan.price
     what = f"{plan.name} for {describe(esim)}"
-    if price is not None and validate.price_problem(price):
-        raise LimitRefused(f"refused: {what}: {validate.price_problem(price)}")
+    problem = validate.price_problem(price) if price is not None else None
+    if problem:
+        raise LimitRefused(f"refused: {what}: {problem}")
     if price is None and limits.require_price:
         raise LimitRefused(
             f"refused: the price of {what} is unknown; esimctl buys only what has a price"
@@ -295,9 +296,13 @@ def unreported_found(env: Env, account: str, iccid: str, plan_id: str) -> Ledger
 RETRY_REPORT_WINDOW = timedelta(days=1)
 
 
+def found_by_reconciling(row: LedgerOrder) -> bool:
+    """An order whose answer was lost and that a lookup found at the provider."""
+    return str(row.detail.get("reconciled", "")).startswith("found")
+
+
 def _found_unreported(row: LedgerOrder) -> bool:
-    found = str(row.detail.get("reconciled", "")).startswith("found")
-    return found and not row.detail.get("reported")
+    return found_by_reconciling(row) and not row.detail.get("reported")
 
 
 def new_reference() -> str:

@@ -159,14 +159,7 @@ def fan_out(
         out: list[T | BaseException] = []
         for t, acc in tasks.items():
             if t in pending:
-                out.append(
-                    TemporaryFailure(
-                        f"no answer from {acc.provider} within {human_deadline(deadline)} "
-                        "(the command's deadline: [network] deadline in config)",
-                        account=acc.name,
-                        provider=acc.provider,
-                    )
-                )
+                out.append(past_deadline(acc.provider, deadline, acc.name, acc.provider))
             elif t.cancelled():
                 out.append(asyncio.CancelledError())
             else:
@@ -203,9 +196,18 @@ def _waiting_for(accounts: Sequence[AccountConfig]) -> str:
     return f"waiting for {names}{more}…"
 
 
-def human_deadline(d: timedelta) -> str:
-    secs = d.total_seconds()
-    return f"{secs:g} s" if secs < 120 else f"{secs / 60:g} min"
+def past_deadline(
+    who: str, deadline: timedelta, account: str, provider: str, *, then: str = ""
+) -> TemporaryFailure:
+    """A provider still silent when the command's deadline (``[network] deadline``) came."""
+    secs = deadline.total_seconds()
+    within = f"{secs:g} s" if secs < 120 else f"{secs / 60:g} min"
+    return TemporaryFailure(
+        f"no answer from {who} within {within} "
+        f"(the command's deadline: [network] deadline in config){then}",
+        account=account,
+        provider=provider,
+    )
 
 
 # -- eSIM lists with a cache ---------------------------------------------------------------

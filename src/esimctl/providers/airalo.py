@@ -674,12 +674,8 @@ class AiraloProvider(Provider):
         )
 
     def _lookup_unreadable(self) -> TemporaryFailure:
-        return TemporaryFailure(
-            "Airalo answered the order lookup with something esimctl cannot read; the order "
-            "stays unresolved and is looked up again on the next run (nothing is bought "
-            "before it is known)",
-            account=self.account,
-            provider=self.id,
+        return self.lookup_unresolved(
+            "answered the order lookup with something esimctl cannot read",
             code="lookup_unreadable",
         )
 

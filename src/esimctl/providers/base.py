@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from esimctl import validate
-from esimctl.errors import NotFound, ProviderError, Unsupported
+from esimctl.errors import NotFound, ProviderError, TemporaryFailure, Unsupported
 from esimctl.models import Esim, Money, Order, Plan
 
 if TYPE_CHECKING:
@@ -136,6 +136,18 @@ class Provider:
                 wrapped = guard(fn)
                 wrapped._esimctl_guarded = True  # type: ignore[attr-defined]
                 setattr(cls, name, wrapped)
+
+    def lookup_unresolved(self, what: str, *, code: str | None = None) -> TemporaryFailure:
+        """An order lookup that could not be read: never evidence that nothing happened.
+        The order stays unresolved (and counts against every limit) until a readable
+        answer decides; ``what`` says what went wrong."""
+        return TemporaryFailure(
+            f"{self.display_name} {what}; the order stays unresolved and is looked up again "
+            "before anything is bought",
+            account=self.account,
+            provider=self.id,
+            code=code,
+        )
 
     def implausible(self, e: Esim, problem: str) -> ProviderError:
         return ProviderError(

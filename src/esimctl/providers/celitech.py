@@ -1161,12 +1161,8 @@ class CelitechProvider(Provider):
             if exc.code != "unreadable_answer":
                 raise
             # An answer that cannot be understood is never evidence that nothing happened.
-            raise TemporaryFailure(
-                "Celitech answered the order lookup with something esimctl cannot read; the "
-                "order stays unresolved and is looked up again on the next run (nothing is "
-                "bought before it is known)",
-                account=self.account,
-                provider=self.id,
+            raise self.lookup_unresolved(
+                "answered the order lookup with something esimctl cannot read",
                 code="lookup_unreadable",
             ) from None
         for p in found:

@@ -1119,12 +1119,8 @@ class EsimAccessProvider(Provider):
         except (CredentialsError, NotFound):
             raise
         except EsimctlError as exc:
-            raise TemporaryFailure(
-                f"eSIM Access could not say whether top-up {reference} went through "
-                f"({exc.message}); the order stays unresolved and is looked up again before "
-                "anything is bought",
-                account=self.account,
-                provider=self.id,
+            raise self.lookup_unresolved(
+                f"could not say whether top-up {reference} went through ({exc.message})"
             ) from None
 
     async def _find_order(

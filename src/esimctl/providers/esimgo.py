@@ -1299,12 +1299,8 @@ class EsimGoProvider(Provider):
         except CredentialsError:
             raise
         except EsimctlError as exc:
-            raise TemporaryFailure(
-                f"eSIM Go could not say whether purchase {reference} went through "
-                f"({exc.message}); the order stays unresolved and is looked up again before "
-                "anything is bought",
-                account=self.account,
-                provider=self.id,
+            raise self.lookup_unresolved(
+                f"could not say whether purchase {reference} went through ({exc.message})"
             ) from None
 
     async def _find_order(

@@ -13,7 +13,6 @@ from esimctl.errors import (
     Interrupted,
     InvalidInput,
     LimitRefused,
-    TemporaryFailure,
 )
 from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
@@ -22,7 +21,7 @@ from esimctl.output import human
 from esimctl.output.human import esc
 from esimctl.providers.base import Capability, Provider
 from esimctl.serialize import order_json
-from esimctl.service import human_deadline, open_provider
+from esimctl.service import open_provider, past_deadline
 
 from .common import Result, confirm
 from .plans import resolve_esim
@@ -80,14 +79,12 @@ def limits_for(env: Env, cap: Money | None) -> purchase.Limits:
     )
 
 
-def dry_run_order(
-    env: Env, provider: Provider, esim: Esim, plan: Plan, *, order_id: str = "dry-run"
-) -> Order:
+def dry_run_order(env: Env, esim: Esim, plan: Plan, *, order_id: str = "dry-run") -> Order:
     """The order a dry run reports: what would be bought, with state ``dry_run``."""
     return Order(
         id=order_id,
-        account=provider.account,
-        provider=provider.id,
+        account=esim.account,
+        provider=esim.provider,
         iccid=esim.iccid,
         plan_id=plan.id,
         plan=plan.name,
@@ -180,15 +177,18 @@ async def _renew(
         try:
             plans = await asyncio.wait_for(provider.topups(esim), deadline.total_seconds())
         except TimeoutError:
-            raise TemporaryFailure(
-                f"no answer from {provider.display_name} within {human_deadline(deadline)} "
-                "(the command's deadline: [network] deadline in config); nothing bought"
+            raise past_deadline(
+                provider.display_name,
+                deadline,
+                provider.account,
+                provider.id,
+                then="; nothing bought",
             ) from None
         plan = pick_plan(plans, opts.plan or "")
         what = f"{plan.name} for {human.money(plan.price)} on {describe(esim)}"
         if opts.dry_run:
             purchase.check_limits(env, limits, esim, plan)
-            order = dry_run_order(env, provider, esim, plan)
+            order = dry_run_order(env, esim, plan)
             return Result(
                 command="renew",
                 data={"order": order_json(order), "applied": False},

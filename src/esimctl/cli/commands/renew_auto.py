@@ -42,7 +42,7 @@ from esimctl.errors import (
 )
 from esimctl.ledger import INTENT, LedgerOrder
 from esimctl.lock import RenewLock
-from esimctl.models import Esim, Money, Order, OrderState, Plan
+from esimctl.models import Esim, Money, OrderState, Plan
 from esimctl.output import human
 from esimctl.output.human import esc
 from esimctl.providers.base import Capability, Provider
@@ -51,7 +51,7 @@ from esimctl.serialize import money_json, order_json
 from esimctl.service import fan_out, fetch_esims, open_provider, select_accounts
 
 from .common import Result, confirm
-from .renew import RenewOptions, describe
+from .renew import RenewOptions, describe, dry_run_order
 
 #: What a run did for one eSIM (``decisions[].action`` in JSON; docs/renewal-rules.md).
 ACTIONS = (
@@ -179,7 +179,7 @@ class AutoRun:
         self.answered = set(fetched.results)
         for row in open_before:
             current = env.ledger.order(row.id)
-            if _found_by_reconciling(current):
+            if purchase.found_by_reconciling(current):
                 # Reported by this run ("applied", "pending"): not a retry's answer later.
                 current = env.ledger.update_order(current.id, detail={"reported": True})
             event = {
@@ -477,7 +477,7 @@ class AutoRun:
             elif d.action == "would_buy" and d.plan is not None:
                 orders.append(
                     {
-                        **order_json(self._dry_order(d.esim, d.plan)),
+                        **order_json(dry_run_order(self.env, d.esim, d.plan)),
                         "event": "dry_run",
                         "applied": False,
                     }
@@ -514,20 +514,6 @@ class AutoRun:
             if d.action == "skip" and d.figure and d.by_hand:
                 out.append(f"{esc(describe(d.esim))}: {esc(d.figure)}; {esc(d.reason)}")
         return out
-
-    def _dry_order(self, e: Esim, plan: Plan) -> Order:
-        return Order(
-            id="dry-run",
-            account=e.account,
-            provider=e.provider,
-            iccid=e.iccid,
-            plan_id=plan.id,
-            plan=plan.name,
-            price=plan.price,
-            created_at=self.now,
-            state=OrderState.DRY_RUN,
-            source="local",
-        )
 
     def _lines(self) -> list[str]:
         lines: list[str] = []
@@ -583,10 +569,6 @@ class AutoRun:
         elif not lines and not self.errors:
             lines.append(f"nothing to renew ({len(self.decisions)} eSIM(s) checked)")
         return lines
-
-
-def _found_by_reconciling(row: LedgerOrder) -> bool:
-    return str(row.detail.get("reconciled", "")).startswith("found")
 
 
 def choose_plan(rule: Rule, plans: list[Plan], e: Esim, cap: Money | None) -> Plan:

@@ -199,7 +199,7 @@ def run_manual_renew(opts: RenewOptions, env: Env, provider: Provider, esim: Esi
         _check_duplicate(env, opts, esim, bought.number)
     if opts.dry_run:
         order = replace(
-            dry_run_order(env, provider, esim, plan, order_id=bought.number or "dry-run"),
+            dry_run_order(env, esim, plan, order_id=bought.number or "dry-run"),
             plan_id=bought.plan_id,
         )
         return Result(
