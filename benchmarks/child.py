@@ -17,7 +17,7 @@ from typing import Any
 
 
 def _one_request_at_a_time() -> None:
-    from esimctl.providers.http import ApiClient
+    from esimctl.providers.kit.http import ApiClient
 
     original = ApiClient.request
     gate: list[asyncio.Lock] = []

@@ -110,6 +110,7 @@ def cli() -> Callable[..., CliResult]:
     """
     from esimctl.cli.app import run
     from esimctl.env import Env
+    from launcher import seams
 
     def invoke(
         *args: str, input: str = "", tty: bool = False, env: dict[str, str] | None = None
@@ -118,6 +119,7 @@ def cli() -> Callable[..., CliResult]:
         environ.update(env or {})
         out, err = io.StringIO(), io.StringIO()
         e = Env(
+            **seams(environ),
             environ=environ,
             stdin=io.StringIO(input),
             stdout=out,

@@ -154,10 +154,7 @@ def test_remove_deletes_secrets_and_config_entry(cli, home, memory_keyring):
     assert "trip" not in (home / "config.toml").read_text()
 
 
-def test_keyring_that_hangs_is_bounded(cli, configure, monkeypatch):
-    import esimctl.credentials as creds
-
-    monkeypatch.setattr(creds, "KEYRING_TIMEOUT", 0.2)
+def test_keyring_that_hangs_is_bounded(cli, configure):
     import keyring
 
     class Hanging(keyring.backend.KeyringBackend):
@@ -175,9 +172,8 @@ def test_keyring_that_hangs_is_bounded(cli, configure, monkeypatch):
             raise NotImplementedError
 
     keyring.set_keyring(Hanging())
-    monkeypatch.setattr(creds.KeyringStore.__init__, "__defaults__", (0.2,))
     configure('[accounts.go]\nprovider = "esimgo"\n')
-    r = cli("status")
+    r = cli("status", env={"ESIMCTL_TEST_KEYRING_TIMEOUT": "0.2"})
     assert r.exit_code == 4
     assert "did not answer" in r.stderr and "ESIMCTL_GO_API_KEY" in r.stderr
 

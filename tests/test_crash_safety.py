@@ -20,13 +20,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from fakes.shop import API_KEY, GB, FakeShop, install_plugin
+from launcher import ESIMCTL
 
 TESTS = Path(__file__).resolve().parent
 TOKYO = "8981100000000000018"
@@ -53,7 +53,7 @@ def esimctl(
     home: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "esimctl", *args],
+        [*ESIMCTL, *args],
         env=_environ(home, env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -116,9 +116,7 @@ def test_demo_killed_at_each_step_buys_exactly_once(home, demo, step):
 
 def test_two_runs_started_together_buy_once(home, demo):
     args = [
-        sys.executable,
-        "-m",
-        "esimctl",
+        *ESIMCTL,
         "--demo",
         "renew",
         "--auto",
@@ -199,7 +197,7 @@ def test_shop_killed_at_each_step_buys_exactly_once(home, tmp_path, shop, step):
     if step == "committed_no_answer":
         shop.hang_after_commit = 60.0
         proc = subprocess.Popen(
-            [sys.executable, "-m", "esimctl", *auto],
+            [*ESIMCTL, *auto],
             env=_environ(home, _shop_env(tmp_path)),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

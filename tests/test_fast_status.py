@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from esimctl.providers.http import WINDOW_MARGIN, Throttle, acquire_all
+from esimctl.providers.kit.http import WINDOW_MARGIN, Throttle, acquire_all
 from fakes.esimgo import DEFAULT_KEY, FakeEsimGo
 
 ENV = {"ESIMCTL_TRIP_API_KEY": DEFAULT_KEY, "ESIMCTL_WORK_API_KEY": DEFAULT_KEY}

@@ -19,7 +19,6 @@ import os
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -35,6 +34,7 @@ from fakes.airalo import FakeAiralo, Pkg
 from fakes.celitech import CLIENT_ID as CELITECH_ID
 from fakes.celitech import CLIENT_SECRET as CELITECH_SECRET
 from fakes.celitech import FakeCelitech
+from launcher import ESIMCTL
 
 Cli = Callable[..., Any]
 AIRALO_ENV = {"ESIMCTL_TRIP_CLIENT_ID": AIRALO_ID, "ESIMCTL_TRIP_CLIENT_SECRET": AIRALO_SECRET}
@@ -71,7 +71,7 @@ def esimctl(
     home: Path, *args: str, env: dict[str, str] | None = None, umask: int = -1
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "esimctl", *args],
+        [*ESIMCTL, *args],
         env=_subprocess_env(home, env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -254,7 +254,7 @@ def test_celitech_echoing_credentials_never_shows_them(
 
 
 def test_the_scrubber_masks_learnt_values_and_credential_shapes() -> None:
-    from esimctl.providers.http import Scrubber
+    from esimctl.providers.kit.http import Scrubber
 
     s = Scrubber(["client-secret-0123456789"])
     s.learn_header("Authorization", "Bearer tok-abcdefghijklmnop")
@@ -476,13 +476,16 @@ def test_a_ledger_locked_by_another_writer_is_retry_later(tmp_path: Path) -> Non
     assert esimctl(home, "--demo", "status", "--refresh").returncode == 0  # released: fine
 
 
-def test_the_busy_wait_is_bounded_and_configurable_only_by_the_test_hook() -> None:
-    from esimctl.ledger import BUSY_TIMEOUT, busy_timeout_from
+def test_the_busy_wait_is_bounded_and_set_only_by_the_test_launcher(tmp_path: Path) -> None:
+    from esimctl.env import Env
+    from esimctl.ledger import BUSY_TIMEOUT
+    from launcher import seams
 
     assert BUSY_TIMEOUT <= 10
-    assert busy_timeout_from({}) == BUSY_TIMEOUT
-    assert busy_timeout_from({"ESIMCTL_TEST_LEDGER_BUSY_TIMEOUT": "0.5"}) == 0.5
-    assert busy_timeout_from({"ESIMCTL_TEST_LEDGER_BUSY_TIMEOUT": "soon"}) == BUSY_TIMEOUT
+    environ = {"ESIMCTL_HOME": str(tmp_path), "ESIMCTL_TEST_LEDGER_BUSY_TIMEOUT": "0.5"}
+    # esimctl itself reads no test variable: the product's own Env keeps the 10 s wait.
+    assert Env.for_tests(environ=environ).hooks.ledger_busy_timeout is None
+    assert Env.for_tests(environ=environ, **seams(environ)).hooks.ledger_busy_timeout == 0.5
 
 
 def test_a_full_disk_is_a_ledger_full_error(tmp_path: Path) -> None:

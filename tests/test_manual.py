@@ -701,7 +701,8 @@ def test_an_old_ledger_gains_the_manual_tables(cli, home, monkeypatch):
     assert _migrations(path) == ["m001_initial"]
     ok(cli("account", "add", "jp", "--provider", "manual"))
     ok(cli("esim", "add", "jp", "--iccid", ICCID, "--data", "1GB", "--days", "1"))
-    assert _migrations(path) == ["m001_initial", "m002_manual"]
+    assert _migrations(path) == [name for name, _ in ledger.MIGRATIONS]
+    assert "m002_manual" in _migrations(path)
 
 
 def _migrations(path: Path) -> list[str]:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fakes.shop import GB, FakeShop
+from launcher import ESIMCTL
 from test_crash_safety import _environ, _shop_env, esimctl, ledger_rows
 
 SHOP_SIM = "8999000000000000012"
@@ -57,7 +57,7 @@ def run(home: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[s
 
 def start(home: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "esimctl", *args],
+        [*ESIMCTL, *args],
         env=_environ(home, _shop_env(tmp_path)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -379,7 +379,7 @@ def test_sigterm_stops_a_renew_started_with_sigint_ignored(home, tmp_path, shop)
     write_config(home, shop)
     shop.hang_topups = 4.0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "esimctl", "renew", "Lisbon", "--plan", PLAN, "--yes"],
+        [*ESIMCTL, "renew", "Lisbon", "--plan", PLAN, "--yes"],
         env=_environ(home, _shop_env(tmp_path)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

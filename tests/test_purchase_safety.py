@@ -84,12 +84,12 @@ def test_the_same_topup_still_pending_needs_again(cli):
 
 
 def test_ctrl_c_while_waiting_still_reports_the_purchase(cli, monkeypatch):
-    from esimctl import purchase
+    from esimctl.purchasing import pipeline
 
     async def interrupted(*args: Any, **kw: Any) -> bool:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(purchase, "verify", interrupted)
+    monkeypatch.setattr(pipeline, "verify", interrupted)
     r = cli("--demo", "renew", "Tokyo", "--plan", "jp-1gb-3d", "--yes", "--json")
     assert r.exit_code == 130
     assert r.json["data"]["order"]["state"] in ("pending", "completed")

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher import ESIMCTL
+
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 NOW = T0.isoformat()
 ICCID = "8981100022223333444"
@@ -109,7 +111,7 @@ class Home:
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.exec([sys.executable, "-m", "esimctl", *args])
+        return self.exec([*ESIMCTL, *args])
 
     def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
         r = self.run(*args)

@@ -61,14 +61,21 @@ class KeyringStore:
 
     kind = "keyring"
 
-    def __init__(self, timeout: float = KEYRING_TIMEOUT) -> None:
+    def __init__(self, timeout: float = KEYRING_TIMEOUT, *, backend: Any = None) -> None:
         self.timeout = timeout
+        #: A keyring backend of its own (tests); None: the OS keyring's, as keyring finds it.
+        self.backend = backend
+
+    def _keyring(self) -> Any:
+        if self.backend is not None:
+            return self.backend
+        import keyring
+
+        return keyring.get_keyring()
 
     def backend_name(self) -> str:
         def name() -> str:
-            import keyring
-
-            kr = keyring.get_keyring()
+            kr = self._keyring()
             return f"{type(kr).__module__}.{type(kr).__name__}"
 
         try:
@@ -78,9 +85,8 @@ class KeyringStore:
 
     def get(self, account: str) -> dict[str, str] | None:
         def read() -> str | None:
-            import keyring
-
-            return keyring.get_password(SERVICE, account)
+            value = self._keyring().get_password(SERVICE, account)
+            return None if value is None else str(value)
 
         raw = _bounded(read, self.timeout)
         if raw is None:
@@ -95,19 +101,16 @@ class KeyringStore:
         payload = json.dumps(dict(secrets), sort_keys=True)
 
         def write() -> None:
-            import keyring
-
-            keyring.set_password(SERVICE, account, payload)
+            self._keyring().set_password(SERVICE, account, payload)
 
         _bounded(write, self.timeout)
 
     def delete(self, account: str) -> bool:
         def remove() -> bool:
-            import keyring
             import keyring.errors
 
             try:
-                keyring.delete_password(SERVICE, account)
+                self._keyring().delete_password(SERVICE, account)
             except keyring.errors.PasswordDeleteError:
                 return False
             return True

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from esimctl.paths import Paths
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from esimctl.config import Config
     from esimctl.credentials import Credentials
     from esimctl.ledger import Ledger, LedgerReadOnly
+    from esimctl.purchasing.book import OrderBook
+    from esimctl.service import Session
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -32,22 +35,25 @@ def env_flag(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() in _TRUE
 
 
-def _clock_from(environ: Mapping[str, str]) -> Callable[[], datetime]:
-    """The real clock, or a fixed one set by ``ESIMCTL_TEST_NOW`` (an ISO 8601 time).
+def _now() -> datetime:
+    return datetime.now(UTC)
 
-    A test hook: each run of a test sees the moment it chooses, so "pending for over 30
-    minutes" can be tested without waiting. A value that is not ISO 8601 is ignored.
-    """
-    value = environ.get("ESIMCTL_TEST_NOW", "").strip()
-    if value:
-        try:
-            fixed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            at = (fixed if fixed.tzinfo else fixed.replace(tzinfo=UTC)).astimezone(UTC)
-            return lambda: at
-    return lambda: datetime.now(UTC)
+
+@dataclass(frozen=True)
+class Hooks:
+    """Seams for tests, set only by the test launcher (``tests/launcher.py``) or a test's
+    own ``Env``: esimctl itself reads no test variable from the environment."""
+
+    #: Die with SIGKILL at this step of a purchase (``purchasing.pipeline.checkpoint``).
+    kill_at: str | None = None
+    #: Seconds to wait for a ledger another process holds locked (default 10).
+    ledger_busy_timeout: float | None = None
+    #: Seconds to wait for the OS keyring (default ``credentials.KEYRING_TIMEOUT``).
+    keyring_timeout: float | None = None
+    #: A keyring backend to use instead of the OS keyring's.
+    keyring: Any = None
+    #: An ``httpx.AsyncBaseTransport`` every provider sends through, instead of the network.
+    transport: Any = None
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -73,6 +79,7 @@ class Env:
         quiet: bool = False,
         debug: bool = False,
         color: str = "auto",
+        hooks: Hooks | None = None,
     ) -> None:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.stdin = stdin or sys.stdin
@@ -81,7 +88,8 @@ class Env:
         self.stdin_tty = _isatty(self.stdin) if stdin_tty is None else stdin_tty
         self.stdout_tty = _isatty(self.stdout) if stdout_tty is None else stdout_tty
         self.stderr_tty = _isatty(self.stderr) if stderr_tty is None else stderr_tty
-        self.clock = clock or _clock_from(self.environ)
+        self.clock = clock or _now
+        self.hooks = hooks or Hooks()
         self.demo = demo or env_flag(self.environ, "ESIMCTL_DEMO")
         self.quiet = quiet
         self.debug = debug
@@ -165,14 +173,35 @@ class Env:
     @cached_property
     def ledger(self) -> Ledger:
         """The ledger; read-only in a home esimctl cannot write (``Ledger.read_only``)."""
-        from esimctl.ledger import Ledger, busy_timeout_from
+        from esimctl.ledger import BUSY_TIMEOUT, Ledger
 
+        busy = self.hooks.ledger_busy_timeout
         return Ledger(
             self.paths.ledger_file,
             clock=self.clock,
-            busy_timeout=busy_timeout_from(self.environ),
+            busy_timeout=BUSY_TIMEOUT if busy is None else busy,
             on_skip=self._not_kept,
         )
+
+    @cached_property
+    def session(self) -> Session:
+        """The run's event loop and open providers; closed by ``close``."""
+        from esimctl.service import Session
+
+        return Session(self)
+
+    def close(self) -> None:
+        """End of the run: close the providers and the loop, if any were started."""
+        session = self.__dict__.pop("session", None)
+        if session is not None:
+            session.close()
+
+    @cached_property
+    def orders(self) -> OrderBook:
+        """The order book: the orders of the ledger, by what they mean."""
+        from esimctl.purchasing.book import OrderBook
+
+        return OrderBook(self.ledger, self.clock)
 
     def _not_kept(self, why: LedgerReadOnly) -> None:
         """Once a run, when the read-only ledger could not keep what was just fetched."""
@@ -186,11 +215,13 @@ class Env:
 
     @cached_property
     def credentials(self) -> Credentials:
-        from esimctl.credentials import Credentials, FileStore, KeyringStore
+        from esimctl.credentials import KEYRING_TIMEOUT, Credentials, FileStore, KeyringStore
 
-        return Credentials(
-            self.environ, KeyringStore(), FileStore(self.paths.data_dir / "credentials")
+        timeout = self.hooks.keyring_timeout
+        keyring = KeyringStore(
+            KEYRING_TIMEOUT if timeout is None else timeout, backend=self.hooks.keyring
         )
+        return Credentials(self.environ, keyring, FileStore(self.paths.data_dir / "credentials"))
 
     def now(self) -> datetime:
         return self.clock()

@@ -6,6 +6,7 @@ envelope. Commands and providers raise; only ``cli.app.main`` turns them into ex
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from enum import IntEnum
 
 
@@ -35,12 +36,15 @@ class EsimctlError(Exception):
         account: str | None = None,
         provider: str | None = None,
         code: str | None = None,
+        iccid: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.account = account
         self.provider = provider
+        #: The one eSIM this error is about, when its account otherwise answered.
+        self.iccid = iccid
         if code is not None:
             self.code = code
 
@@ -150,6 +154,11 @@ class Unsupported(EsimctlError):
     code = "unsupported"
 
 
+class NotSent(TemporaryFailure):
+    """The request never reached the provider (no network, refused, TLS): a purchase
+    raising this was certainly not made. Its JSON ``code`` stays ``unavailable``."""
+
+
 class Interrupted(EsimctlError):
     """Ctrl-C: reported where something was already done (a top-up bought, still pending)."""
 
@@ -162,3 +171,45 @@ class Aborted(EsimctlError):
 
     exit_code = ExitCode.FAILURE
     code = "aborted"
+
+
+# -- the one rule for the outcome of a run that did several things ------------------------------
+
+
+def run_outcome(
+    errors: Sequence[EsimctlError],
+    *,
+    answered: Collection[str] = (),
+    achieved: bool = False,
+) -> tuple[ExitCode, str]:
+    """The exit code and JSON ``status`` of a run that did several things (docs/exit-codes.md).
+
+    ``answered``: the accounts that answered; ``achieved``: the run did something the user
+    asked for besides answering (``renew --auto`` bought a top-up). In order:
+
+    1. interrupted (Ctrl-C, SIGTERM): 130;
+    2. no error: 0, ``success``;
+    3. failures (anything but a limit's refusal): 3 if some account answered that did
+       not fail, or something was achieved; else the failures' common code, or 1;
+    4. only refusals by a limit: 5, however much else went well.
+
+    ``status`` is ``success`` without errors; ``partial`` when the errors sit beside
+    something that worked: a purchase made, or (for failures) an account that answered;
+    else ``error``. A run refused by a limit that bought nothing is an ``error``. An
+    error about one eSIM (``iccid`` set: implausible or unreadable figures) fails that eSIM
+    alone: its account still answered.
+    """
+    if not errors:
+        return ExitCode.OK, "success"
+    failures = [e for e in errors if not isinstance(e, (LimitRefused, Interrupted))]
+    failed = {e.account for e in failures if e.iccid is None}
+    worked = achieved or (bool(failures) and bool(set(answered) - failed))
+    status = "partial" if worked else "error"
+    if any(isinstance(e, Interrupted) for e in errors):
+        return ExitCode.INTERRUPTED, status
+    if failures:
+        if worked:
+            return ExitCode.PARTIAL, status
+        codes = {e.exit_code for e in failures}
+        return (codes.pop() if len(codes) == 1 else ExitCode.FAILURE), status
+    return ExitCode.REFUSED, status

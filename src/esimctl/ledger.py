@@ -33,7 +33,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,19 +52,8 @@ INTENT = "intent"
 #: Seconds to wait for another process's write to the ledger before giving up (exit 75).
 #: Writes are short transactions: a ledger held longer than this is held by something else.
 BUSY_TIMEOUT = 10.0
-#: Test hook: another busy wait in seconds (the lock tests need not wait 10 s).
-BUSY_TIMEOUT_ENV = "ESIMCTL_TEST_LEDGER_BUSY_TIMEOUT"
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def busy_timeout_from(environ: Mapping[str, str]) -> float:
-    raw = environ.get(BUSY_TIMEOUT_ENV, "").strip()
-    try:
-        value = float(raw) if raw else BUSY_TIMEOUT
-    except ValueError:
-        return BUSY_TIMEOUT
-    return value if 0 <= value <= 600 else BUSY_TIMEOUT
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -278,9 +267,30 @@ def _m002_manual(db: sqlite3.Connection) -> None:
     )
 
 
+def _m003_provider_journal(db: sqlite3.Connection) -> None:
+    # What a provider records about the requests it sent (purchasing/journal.py): one entry
+    # per account and purchase reference, JSON fields merged in place. Before this, eSIM
+    # Access and eSIM Go kept these in JSON files in their state dir; the journal carries
+    # them over the first time each account is opened.
+    _script(
+        db,
+        """
+        CREATE TABLE provider_journal (
+            account TEXT NOT NULL,
+            reference TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (account, reference)
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_manual", _m002_manual),
+    ("m003_provider_journal", _m003_provider_journal),
 ]
 
 
@@ -747,6 +757,55 @@ class Ledger:
     def cache_drop(self, account: str) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM cache WHERE account = ?", (account,))
+
+    # -- the provider journal (purchasing/journal.py) --------------------------------------------
+
+    def journal_merge(
+        self,
+        account: str,
+        reference: str,
+        fields: dict[str, Any],
+        *,
+        created_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Merge ``fields`` into the entry of ``reference``; committed when this returns."""
+        now = iso(self.clock())
+        with self.tx() as db:
+            r = db.execute(
+                "SELECT data FROM provider_journal WHERE account = ? AND reference = ?",
+                (account, reference),
+            ).fetchone()
+            data = json.loads(r["data"]) if r is not None else {}
+            data.update(fields)
+            if r is None:
+                db.execute(
+                    "INSERT INTO provider_journal (account, reference, created_at, updated_at, "
+                    "data) VALUES (?,?,?,?,?)",
+                    (
+                        account,
+                        reference,
+                        iso(created_at) if created_at else now,
+                        now,
+                        json.dumps(data),
+                    ),
+                )
+            else:
+                db.execute(
+                    "UPDATE provider_journal SET data = ?, updated_at = ? "
+                    "WHERE account = ? AND reference = ?",
+                    (json.dumps(data), now, account, reference),
+                )
+        return data
+
+    @_mapped
+    def journal_entries(self, account: str, *, since: datetime | None = None) -> dict[str, Any]:
+        """This account's entries (reference -> fields), newest first."""
+        rows = self.db.execute(
+            "SELECT reference, data FROM provider_journal WHERE account = ? AND created_at >= ? "
+            "ORDER BY created_at DESC, rowid DESC",
+            (account, iso(since) if since else ""),
+        )
+        return {r["reference"]: json.loads(r["data"]) for r in rows}
 
 
 def _check_header(path: Path) -> None:

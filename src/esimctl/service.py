@@ -18,6 +18,7 @@ from esimctl.errors import (
     NotFound,
     ProviderError,
     TemporaryFailure,
+    run_outcome,
 )
 from esimctl.models import Attention, Esim, EsimState, Plan
 from esimctl.providers import registry
@@ -35,15 +36,27 @@ def open_provider(env: Env, account: AccountConfig) -> Provider:
     if cls.secret_fields:
         token_cache = token_cache_for(env, account.name, store)
     state_dir = env.paths.ensure(env.paths.state_dir / "accounts" / account.name)
+    from esimctl.purchasing.journal import LedgerJournal, carry_over
+
+    if not env.ledger.read_only:
+        carry_over(env.ledger, account.name, state_dir)
     ctx = ProviderContext(
         account=account,
         secrets=secrets,
         clock=env.clock,
         state_dir=state_dir,
-        ledger=env.ledger,
+        journal=LedgerJournal(env.ledger, account.name),
         token_cache=token_cache,
+        transport=env.hooks.transport,
+        hand_records=_hand_records(env) if account.provider == "manual" else None,
     )
     return cls(ctx)
+
+
+def _hand_records(env: Env) -> Any:
+    from esimctl.providers.manual import HandRecords, ManualStore
+
+    return HandRecords(ManualStore(env.ledger), env.orders)
 
 
 def token_cache_for(env: Env, account: str, store: str) -> SecretCache:
@@ -77,6 +90,53 @@ def token_cache_for(env: Env, account: str, store: str) -> SecretCache:
     return SecretCache(load, save)
 
 
+class Session:
+    """One command run's event loop and providers (``env.session``).
+
+    Every phase of a command (``renew --auto``: reconcile, fetch, buy, verify) runs on the
+    same loop, through the same provider instances, each opened once when first asked for
+    and closed when the run ends (``close``, called by ``cli.app.run``): throttles, access
+    tokens and keep-alive connections are shared by every phase, and the keyring is read
+    once per account."""
+
+    def __init__(self, env: Env) -> None:
+        import asyncio
+        import contextlib
+
+        self.env = env
+        self._runner = asyncio.Runner()
+        self._providers: dict[str, Provider] = {}
+        self._stack = contextlib.AsyncExitStack()
+
+    def run(self, coro: Awaitable[T]) -> T:
+        """Run ``coro`` to completion on the run's loop (Ctrl-C: ``KeyboardInterrupt``)."""
+        return self._runner.run(coro)  # type: ignore[arg-type]
+
+    async def provider(self, account: AccountConfig) -> Provider:
+        """The account's provider, opened on first use; errors name the account."""
+        found = self._providers.get(account.name)
+        if found is not None:
+            return found
+        try:
+            provider = open_provider(self.env, account)
+            await self._stack.enter_async_context(provider)
+        except EsimctlError as exc:
+            raise exc.for_account(account.name, account.provider) from None
+        self._providers[account.name] = provider
+        return provider
+
+    def close(self) -> None:
+        """Close every provider's connections, then the loop. Safe to call twice."""
+        try:
+            if self._providers:
+                self._runner.run(self._stack.aclose())
+        except (Exception, KeyboardInterrupt):  # closing sockets must not hide the result
+            pass
+        finally:
+            self._providers.clear()
+            self._runner.close()
+
+
 @dataclass
 class Fanout(Generic[T]):
     results: dict[str, T]
@@ -87,14 +147,12 @@ class Fanout(Generic[T]):
 
     @property
     def exit_code(self) -> ExitCode:
-        if not self.errors:
-            return ExitCode.OK
-        if set(self.results) - self.stale:
-            return ExitCode.PARTIAL
-        if len(self.errors) == 1:
-            return self.errors[0].exit_code
-        codes = {e.exit_code for e in self.errors}
-        return codes.pop() if len(codes) == 1 else ExitCode.FAILURE
+        return self.outcome[0]
+
+    @property
+    def outcome(self) -> tuple[ExitCode, str]:
+        """Exit code and JSON status, by the one rule (``errors.run_outcome``)."""
+        return run_outcome(self.errors, answered=set(self.results) - self.stale)
 
 
 def select_accounts(env: Env, names: Sequence[str] | None) -> list[AccountConfig]:
@@ -105,15 +163,25 @@ def select_accounts(env: Env, names: Sequence[str] | None) -> list[AccountConfig
 
 
 async def _one(env: Env, account: AccountConfig, fn: Callable[[Provider], Awaitable[T]]) -> T:
+    provider = await env.session.provider(account)
     try:
-        provider = open_provider(env, account)
-        async with provider:
-            return await fn(provider)
+        return await fn(provider)
     except EsimctlError as exc:
         raise exc.for_account(account.name, account.provider) from None
 
 
 def fan_out(
+    env: Env,
+    accounts: Sequence[AccountConfig],
+    fn: Callable[[Provider], Awaitable[T]],
+) -> Fanout[T]:
+    """``fan_out_async`` on the run's event loop (``env.session``)."""
+    if not accounts:
+        return Fanout({}, [])
+    return env.session.run(fan_out_async(env, accounts, fn))
+
+
+async def fan_out_async(
     env: Env,
     accounts: Sequence[AccountConfig],
     fn: Callable[[Provider], Awaitable[T]],
@@ -167,7 +235,7 @@ def fan_out(
                 out.append(exc if exc is not None else t.result())
         return out
 
-    outcomes = asyncio.run(main())
+    outcomes = await main()
     results: dict[str, T] = {}
     errors: list[EsimctlError] = []
     for acc, out in zip(accounts, outcomes, strict=True):
@@ -305,7 +373,9 @@ def fetch_esims(
         refused = getattr(p, "rejected", None)
         if refused:
             rejected[p.account] = list(refused)
-        settle_pending(env, p, esims)
+        from esimctl.purchasing.pipeline import settle_all
+
+        settle_all(env, p, esims)
         return esims
 
     out = fan_out(env, todo, fetch)
@@ -379,18 +449,6 @@ def fetch_catalogues(
     merged = {**cached, **out.results}
     ordered = {a.name: merged[a.name] for a in accounts if a.name in merged}
     return Catalogues(Fanout(ordered, out.errors), cached_at)
-
-
-def settle_pending(env: Env, provider: Provider, esims: list[Esim]) -> None:
-    """Mark this account's pending top-ups completed where fresh figures show them."""
-    from esimctl.models import OrderState
-    from esimctl.purchase import settle
-
-    by_iccid = {e.iccid: e for e in esims}
-    for row in env.ledger.orders(account=provider.account, states=(OrderState.PENDING.value,)):
-        current = by_iccid.get(row.iccid or "")
-        if current is not None:
-            settle(env, provider.is_applied, row, current)
 
 
 def with_label(env: Env, e: Esim) -> Esim:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Plan
 from esimctl.providers.base import Capability, Provider
-from esimctl.providers.http import ApiClient
+from esimctl.providers.kit.http import ApiClient
 from esimctl.serialize import iso, parse_iso
 
 from .base import FakeApi, Reply, Request, _Fault

@@ -218,7 +218,8 @@ def renew(
     --max-price 5USD · esimctl renew --auto --yes -q (from cron)
     """
     from esimctl.cli.commands.common import finish
-    from esimctl.cli.commands.renew import RenewOptions, run_renew
+    from esimctl.cli.commands.renew import run_renew
+    from esimctl.cli.commands.renew_common import RenewOptions
 
     env = context.begin("renew", json=json_)
     env.quiet = env.quiet or quiet
@@ -384,8 +385,6 @@ def _report(env: Env, exc: EsimctlError) -> int:
 
 def run(argv: list[str] | None = None, env: Env | None = None) -> int:
     """Run esimctl with ``argv``; return the exit code. Never raises (but with --debug)."""
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError  # vendored click
-
     args = sys.argv[1:] if argv is None else argv
     env = env or Env()
     if args == ["--version"]:
@@ -393,6 +392,15 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
         env.stdout.write(VERSION_LINE)
         return 0
     context.start(env)
+    try:
+        return _run(args, env)
+    finally:
+        env.close()
+
+
+def _run(args: list[str], env: Env) -> int:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError  # vendored click
+
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=args, prog_name="esimctl", standalone_mode=False)
@@ -448,13 +456,14 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
         )
 
 
-def main() -> None:
+def main(env: Env | None = None) -> None:
+    """The ``esimctl`` program; ``env`` is for the test launcher (tests/launcher.py)."""
     import os
 
     # Belt and braces: whatever esimctl (or a library) creates is private (0600 / 0700),
     # whatever the user's umask; paths.private_dir and private_file set modes themselves.
     os.umask(0o077)
-    code = run()
+    code = run(env=env)
     try:
         if sys.stdout is not None:  # `esimctl status >&-`
             sys.stdout.flush()

@@ -33,12 +33,13 @@ def write_json(
     data: Any,
     errors: Sequence[EsimctlError],
     exit_code: int,
+    status: str | None = None,
 ) -> None:
     doc = {
         "schema_version": SCHEMA_VERSION,
         "command": command,
         "generated_at": iso(env.now()),
-        "status": envelope_status(exit_code, errors),
+        "status": status or envelope_status(exit_code, errors),
         "exit_code": int(exit_code),
         "data": data,
         "errors": [e.to_json() for e in errors],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from esimctl.models import Money
+from esimctl.models import Esim, Money
 
 
 def size(n: int | None, base: int = 1024) -> str:
@@ -92,3 +92,8 @@ def esc(text: object) -> str:
     from rich.markup import escape
 
     return escape(s)
+
+
+def describe(e: Esim) -> str:
+    """An eSIM as named in a sentence: ``Tokyo (8981…)``, or its ICCID alone."""
+    return f"{e.label} ({e.iccid})" if e.label else e.iccid

@@ -36,7 +36,6 @@ import contextlib
 import hashlib
 import json
 import re
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -58,7 +57,7 @@ from esimctl.errors import (
 )
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
-from esimctl.providers.http import ApiClient, KeyedThrottle, Throttle
+from esimctl.providers.kit.http import ApiClient, KeyedThrottle, Throttle
 
 #: Airalo counts MB and GB of 1024.
 MB = 1024 * 1024
@@ -789,13 +788,7 @@ class AiraloProvider(Provider):
     def _awaiting_topup(self) -> set[str]:
         """ICCIDs with a top-up of ours not yet seen applied: their package history is read
         too, because the usage figures lag up to 20 minutes behind a top-up."""
-        if self.ctx.ledger is None:
-            return set()
-        try:
-            rows = self.ctx.ledger.orders(account=self.account, states=("pending", "intent"))
-        except sqlite3.Error:
-            return set()
-        return {r.iccid for r in rows if r.iccid}
+        return {o.iccid for o in self.ctx.journal.open_orders() if o.iccid}
 
     async def list_esims(self) -> list[Esim]:
         sims = await self._pages("/v2/sims", {"include": "order,order.status"})

@@ -22,8 +22,18 @@ from esimctl.errors import NotFound, ProviderError, TemporaryFailure, Unsupporte
 from esimctl.models import Esim, Money, Order, Plan
 
 if TYPE_CHECKING:
+    import httpx
+
     from esimctl.config import AccountConfig
-    from esimctl.ledger import Ledger
+    from esimctl.providers.manual import HandRecords
+
+
+#: The version of this provider interface (``Provider``, ``ProviderContext``, ``models``,
+#: ``errors``) that esimctl implements. A plugin class may declare the version it was
+#: written for as ``api_version: ClassVar[int]``; one without it is taken as version 1.
+#: The registry refuses (``ConfigError``) a plugin declaring a version above this one.
+#: Raised only for a change a plugin written for the previous version could break on.
+PROVIDER_API_VERSION = 1
 
 
 class Capability(StrEnum):
@@ -69,6 +79,59 @@ class SecretCache:
                 self._save(value)
 
 
+@dataclass(frozen=True)
+class OpenOrder:
+    """One of esimctl's orders of an account not settled yet (``ProviderJournal.open_orders``)."""
+
+    reference: str | None
+    iccid: str | None
+    plan_id: str | None
+    provider_order_id: str | None
+    created_at: datetime
+
+
+class ProviderJournal:
+    """What a provider records about the purchase requests it sent (``ctx.journal``).
+
+    Entries are keyed by the purchase reference esimctl gave ``buy_topup``; ``record``
+    merges JSON-able fields and has committed them when it returns. This base keeps them
+    in memory (for a provider made outside esimctl, as in a plugin's own tests); esimctl
+    hands every provider ``purchasing.journal.LedgerJournal``, kept in the ledger beside
+    the orders, which also knows esimctl's own orders of the account.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Any]] = {}
+
+    def record(self, reference: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the entry of ``reference``; committed on return."""
+        entry = self._entries.setdefault(reference, {})
+        entry.update(fields)
+        return dict(entry)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Every recent entry (reference -> fields), newest first."""
+        return {k: dict(v) for k, v in reversed(self._entries.items())}
+
+    def entry(self, reference: str) -> dict[str, Any]:
+        """The fields recorded for ``reference``, with esimctl's own ``iccid`` and
+        ``plan_id`` of that order where the provider recorded none; ``{}`` if unknown."""
+        return dict(self._entries.get(reference) or {})
+
+    def open_orders(self) -> list[OpenOrder]:
+        """esimctl's orders of this account that are unresolved or pending."""
+        return []
+
+    def claimed_order_ids(self, except_reference: str | None = None) -> set[str]:
+        """Provider order ids (``order`` fields, and esimctl's own orders) that purchases
+        other than ``except_reference`` already account for."""
+        return {
+            str(v["order"])
+            for k, v in self._entries.items()
+            if k != except_reference and v.get("order")
+        }
+
+
 @dataclass
 class ProviderContext:
     """What a provider instance gets from esimctl: its account, secrets and services."""
@@ -77,8 +140,14 @@ class ProviderContext:
     secrets: Mapping[str, str]
     clock: Callable[[], datetime]
     state_dir: Path
-    ledger: Ledger | None = None
+    #: What this provider records about the purchases it sent (``purchasing.journal``).
+    journal: ProviderJournal = field(default_factory=ProviderJournal)
     token_cache: SecretCache = field(default_factory=SecretCache)
+    #: The HTTP transport to send through; None for the network (tests inject their own).
+    transport: httpx.AsyncBaseTransport | None = None
+    #: The hand-kept records of a seller without an API: only the built-in ``manual``
+    #: provider reads them.
+    hand_records: HandRecords | None = None
     #: Overall HTTP timeout in seconds for one request.
     timeout: float = 20.0
     #: Extra: tests and benchmarks may inject counters here; providers ignore unknown keys.
@@ -156,6 +225,7 @@ class Provider:
             account=self.account,
             provider=self.id,
             code="implausible_figures",
+            iccid=e.iccid,
         )
 
     @classmethod

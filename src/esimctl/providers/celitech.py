@@ -56,7 +56,7 @@ from esimctl.errors import (
 )
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
-from esimctl.providers.http import ApiClient, Throttle
+from esimctl.providers.kit.http import ApiClient, Throttle
 
 PRODUCTION_HOST = "api.celitech.net"
 PRODUCTION_API = f"https://{PRODUCTION_HOST}"

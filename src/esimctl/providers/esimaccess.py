@@ -38,7 +38,6 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -57,9 +56,8 @@ from esimctl.errors import (
     TemporaryFailure,
 )
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
-from esimctl.paths import atomic_write
 from esimctl.providers.base import Capability, Provider, ProviderContext
-from esimctl.providers.http import ApiClient, Throttle, retry_after, shape_of
+from esimctl.providers.kit.http import ApiClient, Throttle, retry_after, shape_of
 
 API = "/api/v1/open"
 PROVIDER_ID = "esimaccess"
@@ -909,29 +907,14 @@ class EsimAccessProvider(Provider):
 
     order_lookup_lag: ClassVar[timedelta] = timedelta(minutes=2)
 
-    @property
-    def _journal_file(self) -> Path:
-        return self.ctx.state_dir / "esimaccess-topups.json"
-
     def _journal(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self._journal_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
-        return {str(k): v for k, v in data.items() if isinstance(v, dict)}
-
-    def _save_journal(self, data: dict[str, dict[str, Any]]) -> None:
-        cutoff = self.ctx.clock() - JOURNAL_KEEP
-        kept = {k: v for k, v in data.items() if (parse_time(v.get("sent_at")) or cutoff) >= cutoff}
-        atomic_write(self._journal_file, json.dumps(kept, indent=1).encode("utf-8"))
+        """This account's top-ups sent (``ctx.journal``): reference -> what was sent."""
+        return self.ctx.journal.entries()
 
     def _mark(self, reference: str, state: str) -> None:
-        journal = self._journal()
-        if reference in journal and journal[reference].get("state") != state:
-            journal[reference]["state"] = state
-            self._save_journal(journal)
+        entry = self._journal().get(reference)
+        if entry is not None and entry.get("state") != state:
+            self.ctx.journal.record(reference, state=state)
 
     def _tx_for(self, reference: str) -> str:
         rec = self._journal().get(reference) or {}
@@ -958,7 +941,7 @@ class EsimAccessProvider(Provider):
         now = self.ctx.clock()
         journal = self._journal()
         tx = transaction_id(reference)
-        for rec in journal.values():
+        for earlier, rec in journal.items():
             # The same top-up asked for again after an answer that never came: send the
             # same transactionId, so eSIM Access takes both for one request.
             if (
@@ -969,21 +952,21 @@ class EsimAccessProvider(Provider):
                 and now - (parse_time(rec.get("sent_at")) or now - REUSE_WITHIN) < REUSE_WITHIN
             ):
                 tx = str(rec["tx"])
-                rec["state"] = "resent"
+                self.ctx.journal.record(earlier, state="resent")
                 break
-        journal[reference] = {
-            "tx": tx,
-            "iccid": esim.iccid,
-            "esimTranNo": tran_no,
-            "packageCode": code,
-            "periodNum": days,
-            "totalVolume": parse_int(before.get("totalVolume")),
-            "expiredTime": before.get("expiredTime"),
-            "packages": len(_packages(before)),
-            "sent_at": now.isoformat(),
-            "state": "sent",
-        }
-        self._save_journal(journal)
+        self.ctx.journal.record(
+            reference,
+            tx=tx,
+            iccid=esim.iccid,
+            esimTranNo=tran_no,
+            packageCode=code,
+            periodNum=days,
+            totalVolume=parse_int(before.get("totalVolume")),
+            expiredTime=before.get("expiredTime"),
+            packages=len(_packages(before)),
+            sent_at=now.isoformat(),
+            state="sent",
+        )
         payload: dict[str, Any] = {
             "esimTranNo": tran_no,
             "iccid": "" if tran_no else esim.iccid,  # iccid is deprecated for top-ups

@@ -30,7 +30,6 @@ What makes eSIM Go different from the other providers, and how this module handl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import weakref
@@ -38,7 +37,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -60,9 +58,8 @@ from esimctl.errors import (
     TemporaryFailure,
 )
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
-from esimctl.paths import atomic_write
 from esimctl.providers.base import Capability, Provider, ProviderContext
-from esimctl.providers.http import ApiClient, Throttle, retry_after, shape_of
+from esimctl.providers.kit.http import ApiClient, Throttle, retry_after, shape_of
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -969,6 +966,7 @@ class EsimGoProvider(Provider):
                         account=self.account,
                         provider=self.id,
                         code="unreadable_answer",
+                        iccid=iccid,
                     )
                 )
                 return None
@@ -1104,61 +1102,15 @@ class EsimGoProvider(Provider):
 
     # -- the purchase journal ---------------------------------------------------------------
 
-    @property
-    def _journal_file(self) -> Path:
-        return self.ctx.state_dir / "esimgo-purchases.json"
-
-    def _journal(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self._journal_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
     def _journal_put(self, reference: str, **fields: Any) -> None:
-        data = self._journal()
-        entry = data.setdefault(reference, {})
-        entry.update(fields)
-        cutoff = self.ctx.clock() - JOURNAL_KEEP
-
-        def keep(k: str, v: Any) -> bool:
-            if k == reference:
-                return True
-            return isinstance(v, dict) and (parse_time(v.get("sent_at")) or cutoff) >= cutoff
-
-        data = {k: v for k, v in data.items() if keep(k, v)}
-        # An unwritable journal is survivable: the ledger still holds the intent.
-        with contextlib.suppress(OSError):
-            atomic_write(self._journal_file, json.dumps(data, indent=1).encode("utf-8"))
+        self.ctx.journal.record(reference, **fields)
 
     def _claimed(self, reference: str) -> set[str]:
         """Provider order ids that other purchases of ours already account for."""
-        ids = {
-            str(v["order"]) for k, v in self._journal().items() if k != reference and v.get("order")
-        }
-        ledger = self.ctx.ledger
-        if ledger is not None:
-            try:
-                for row in ledger.orders(account=self.account):
-                    if row.reference != reference and row.provider_order_id:
-                        ids.add(row.provider_order_id)
-            except Exception:  # an unreadable ledger only weakens the exclusion
-                pass
-        return ids
+        return self.ctx.journal.claimed_order_ids(except_reference=reference)
 
     def _intent(self, reference: str) -> dict[str, Any]:
-        entry = dict(self._journal().get(reference) or {})
-        ledger = self.ctx.ledger
-        if ledger is not None and not entry.get("plan_id"):
-            try:
-                for row in ledger.orders(account=self.account):
-                    if row.reference == reference:
-                        entry.setdefault("plan_id", row.plan_id)
-                        entry.setdefault("iccid", row.iccid)
-                        break
-            except Exception:
-                pass
-        return entry
+        return self.ctx.journal.entry(reference)
 
     # -- buying -----------------------------------------------------------------------------
 

@@ -28,8 +28,9 @@ from typing import Any, ClassVar
 
 from esimctl.errors import ConfigError, InvalidInput
 from esimctl.ledger import Ledger, LedgerOrder
-from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.models import Esim, EsimState, Money, Order, Package, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
+from esimctl.purchasing.book import OrderBook
 from esimctl.serialize import esim_to_cache, iso, parse_iso
 
 #: How a top-up's days move the end date: from the current end, or from the purchase.
@@ -135,6 +136,15 @@ def _row_esim(r: sqlite3.Row) -> ManualEsim:
         activated_at=parse_iso(r["activated_at"]),
         recorded_at=recorded,
     )
+
+
+@dataclass(frozen=True)
+class HandRecords:
+    """What a seller without an API is folded from (``ctx.hand_records``): the manual
+    tables of the ledger, and the order book for the top-ups bought by hand."""
+
+    store: ManualStore
+    orders: OrderBook
 
 
 class ManualStore:
@@ -308,9 +318,8 @@ class TopUp:
 
     @classmethod
     def of(cls, row: LedgerOrder) -> TopUp | None:
-        """The top-up of a pending or completed order row; None for any other row."""
-        live = (OrderState.PENDING.value, OrderState.COMPLETED.value)
-        if not is_topup(row) or row.state not in live or not row.reference:
+        """The top-up of a live order row (``OrderBook.live``); None for any other row."""
+        if not is_topup(row) or not row.reference:
             return None
         d = row.detail
         return cls(
@@ -491,14 +500,17 @@ class ManualProvider(Provider):
         ManualSettings.parse(options)
 
     @property
+    def records(self) -> HandRecords:
+        assert self.ctx.hand_records is not None, "service.open_provider passes them"
+        return self.ctx.hand_records
+
+    @property
     def store(self) -> ManualStore:
-        assert self.ctx.ledger is not None, "service.open_provider passes the ledger"
-        return ManualStore(self.ctx.ledger)
+        return self.records.store
 
     def _topups(self) -> dict[str, list[TopUp]]:
-        assert self.ctx.ledger is not None
         topups: dict[str, list[TopUp]] = {}
-        for row in self.ctx.ledger.orders(account=self.account):
+        for row in self.records.orders.live(account=self.account):
             t = TopUp.of(row)
             if t is not None and row.iccid:
                 topups.setdefault(row.iccid, []).append(t)

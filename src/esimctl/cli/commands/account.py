@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +14,6 @@ from esimctl.errors import CredentialsError, InvalidInput
 from esimctl.output.emit import Column, Table
 from esimctl.output.human import esc
 from esimctl.providers import registry
-from esimctl.service import open_provider
 
 from .common import Result, ask, ask_secret, confirm
 
@@ -154,12 +152,11 @@ def run_test(name: str, env: Env) -> Result:
     acc = env.config.account(name)
 
     async def check() -> str:
-        provider = open_provider(env, acc)
-        async with provider:
-            return await provider.check()
+        provider = await env.session.provider(acc)
+        return await provider.check()
 
     try:
-        detail = asyncio.run(check())
+        detail = env.session.run(check())
     except Exception as exc:
         from esimctl.errors import EsimctlError
 
@@ -189,7 +186,7 @@ def run_remove(name: str, env: Env, *, yes: bool) -> Result:
     # Only the cached figures go: the account's orders stay in the ledger, and 'history'
     # keeps listing them (marked from a removed account; --account NAME still finds them).
     env.ledger.cache_drop(name)
-    kept = sum(1 for r in env.ledger.orders(account=name) if r.state != "dry_run")
+    kept = len(env.orders.kept(account=name))
     where = (
         f"its {kept} order(s) stay in the history: esimctl history --account {name}"
         if kept

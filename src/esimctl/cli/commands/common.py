@@ -20,6 +20,8 @@ class Result:
     table: Table | None = None
     errors: list[EsimctlError] = field(default_factory=list)
     exit_code: ExitCode = ExitCode.OK
+    #: The JSON envelope's ``status``; None: taken from the exit code and errors.
+    status: str | None = None
     #: Records for --jsonl (history, plans, status).
     records: list[dict[str, Any]] | None = None
     #: Lines for stderr on a human rendering ("bought ...", hints).
@@ -35,7 +37,7 @@ class Result:
 
 def finish(env: Env, result: Result, *, json: bool = False, jsonl: bool = False) -> int:
     if json:
-        write_json(env, result.command, result.data, result.errors, result.exit_code)
+        write_json(env, result.command, result.data, result.errors, result.exit_code, result.status)
     elif jsonl:
         write_jsonl(env, result.records or [])
     elif env.quiet:

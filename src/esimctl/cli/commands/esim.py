@@ -12,21 +12,18 @@ terminal, refused in a pipe (exit 2) unless ``--force`` (``insist``).
 
 from __future__ import annotations
 
-import re
-import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from typing import Any
 
 from esimctl import parsing
 from esimctl.config import AccountConfig
 from esimctl.env import Env
-from esimctl.errors import Aborted, ConsentRequired, InvalidInput, NotFound
+from esimctl.errors import InvalidInput, NotFound
 from esimctl.ledger import LedgerOrder
-from esimctl.models import Esim, Money, OrderState
+from esimctl.models import Esim
 from esimctl.output import human
-from esimctl.output.human import esc
+from esimctl.output.human import describe, esc
 from esimctl.providers.manual import (
     ManualEsim,
     ManualProvider,
@@ -37,135 +34,26 @@ from esimctl.providers.manual import (
     is_topup,
     package_for_total,
 )
+from esimctl.purchasing.book import is_served
 from esimctl.serialize import esim_json, iso, order_json, plan_json
 from esimctl.service import attention_for, fetch_esims, match_esim, open_provider
-from esimctl.validate import MAX_BYTES, YEARS
 
 from .common import Result, confirm
-from .renew import describe
-from .status import pending_since
-
-_PLAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
-
-# -- values typed by the user -------------------------------------------------------------------
-
-
-def data_size(value: str, base: int) -> int:
-    """``1.2GB``, ``500MB`` or ``0``: a unit is required, a bare ``1.2`` is surely not bytes."""
-    n = parsing.size(value, base=base)
-    if n > MAX_BYTES:
-        raise InvalidInput(f"invalid size {value!r}: more than any eSIM holds")
-    return n
-
-
-def real_date(when: datetime, value: str) -> datetime:
-    """A date a seller can mean (the years ``validate`` believes), else invalid input."""
-    if not YEARS[0] <= when.year <= YEARS[1]:
-        raise InvalidInput(f"invalid date {value!r}: not a date a seller means")
-    return when
-
-
-def price(value: str) -> Money:
-    """``58CNY``, ``58 CNY``; ``RMB``, as Chinese sellers write it, is ISO 4217's ``CNY``."""
-    m = parsing.money(value)
-    return Money(m.amount, "CNY") if m.currency == "RMB" else m
-
-
-def days(value: int | str, *, least: int = 0) -> int:
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        n = -1
-    if n < least:
-        raise InvalidInput(f"invalid number of days {value!r}: use a whole number from {least}")
-    return n
-
-
-def end_date(value: str) -> datetime:
-    """An end date: a date alone means the end of that day, local time, as sellers mean it."""
-    v = value.strip()
-    try:
-        d = date.fromisoformat(v) if len(v) == 10 else None
-    except ValueError:
-        d = None
-    if d is not None:
-        return real_date(datetime.combine(d, time(23, 59, 59)).astimezone().astimezone(UTC), value)
-    try:
-        parsing.duration(v)
-    except InvalidInput:
-        return real_date(parsing.when(v), value)
-    raise InvalidInput(f"invalid end date {value!r}: use YYYY-MM-DD or an ISO 8601 time")
-
-
-def past_time(value: str, now: datetime, what: str) -> datetime:
-    """A time that has happened: a date, an ISO 8601 time, or an age like ``2h``."""
-    when = real_date(parsing.when(value, now=now), value)
-    if when > now:
-        raise InvalidInput(f"invalid {what} {value!r}: it is in the future")
-    return when
-
-
-def activation(value: str, now: datetime) -> datetime:
-    return real_date(parsing.when(value, now=now), value)
-
-
-# -- unlikely values: asked about, refused in a pipe unless --force ---------------------------
-
-
-def insist(env: Env, problems: Sequence[str], *, force: bool, what: str) -> None:
-    """Go on despite ``problems`` only with the user's word.
-
-    ``--force`` goes on; a terminal asks y/N, naming each problem; anywhere else it is a
-    one-line refusal, exit 2, naming the problems and ``--force``.
-    """
-    if not problems or force:
-        return
-    text = "; ".join(problems)
-    if not env.can_prompt:
-        raise ConsentRequired(f"refusing to {what}: {text}; pass --force to {what} anyway")
-    env.stderr.write(f"{text[0].upper()}{text[1:]}. {what[0].upper()}{what[1:]} anyway? [y/N] ")
-    env.stderr.flush()
-    if env.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise Aborted(f"nothing recorded: not confirmed ({text})")
-
-
-def end_in_past(end: datetime | None, now: datetime) -> str | None:
-    if end is None or end >= now:
-        return None
-    return f"the end date {human.local_time(end)} is in the past ({human.ago(end, now)})"
-
-
-def activation_in_future(activated: datetime | None, now: datetime) -> str | None:
-    if activated is None or activated <= now:
-        return None
-    return (
-        f"the activation date {human.local_time(activated)} is in the future "
-        f"({human.until(activated, now)})"
-    )
-
-
-def countries(values: tuple[str, ...]) -> tuple[str, ...]:
-    out: list[str] = []
-    for v in values:
-        for c in v.split(","):
-            c = c.strip()
-            if not _COUNTRY.match(c):
-                raise InvalidInput(f"invalid country {c!r}: use 2-letter codes like JP or JP,KR")
-            if c.upper() not in out:
-                out.append(c.upper())
-    return tuple(out)
-
-
-def plan_name(data_bytes: int, n_days: int | None, base: int, until: datetime | None) -> str:
-    """A name for a package or plan the seller's name is not known for: ``3 GB · 7 days``."""
-    parts = [human.size(data_bytes, base)] if data_bytes else []
-    if n_days:
-        parts.append(f"{n_days} days")
-    elif until is not None:
-        parts.append(f"until {human.local_time(until)[:10]}")
-    return " · ".join(parts)
-
+from .values import (
+    PLAN_ID,
+    activation,
+    activation_in_future,
+    countries,
+    data_size,
+    days,
+    end_date,
+    end_in_past,
+    insist,
+    name_of,
+    past_time,
+    plan_name,
+    price,
+)
 
 # -- accounts and eSIMs of manual sellers -------------------------------------------------------
 
@@ -209,14 +97,9 @@ def refreshed(env: Env, account: str, iccid: str) -> Esim:
 
 def esim_record(env: Env, e: Esim) -> dict[str, Any]:
     """SPEC's status record of ``e``, attention included."""
-    pending = pending_since(env, [e]).get((e.account, e.iccid))
+    pending = env.orders.open_since([e]).get((e.account, e.iccid))
     reasons = attention_for(e, env.config.attention(), env.now(), pending_since=pending)
     return esim_json(e, reasons)
-
-
-def name_of(e: Esim) -> str:
-    """How to name ``e`` in a command the user may copy."""
-    return shlex.quote(e.label or e.iccid)
 
 
 def figures(e: Esim, now: datetime) -> str:
@@ -298,14 +181,13 @@ def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
     order = None
     if paid is not None or number is not None:
         bought = activated if activated is not None and activated < now else now
-        order = env.ledger.add_order(
+        order = env.orders.record_package(
             account=acc.name,
             provider=provider.id,
             iccid=iccid,
             plan_id=None,
             plan=plan,
             price=paid,
-            state=OrderState.COMPLETED.value,
             provider_order_id=number,
             created_at=bought,
             detail={"kind": "package"},
@@ -339,7 +221,7 @@ class ReadingOptions:
 
 
 def _pending_topups(env: Env, e: Esim) -> list[LedgerOrder]:
-    rows = env.ledger.orders(account=e.account, iccid=e.iccid, states=(OrderState.PENDING.value,))
+    rows = env.orders.awaiting(account=e.account, iccid=e.iccid)
     return sorted((r for r in rows if is_topup(r)), key=lambda r: r.created_at)
 
 
@@ -392,11 +274,7 @@ def run_reading(opts: ReadingOptions, env: Env) -> Result:
     corrected = data if data != package.data_bytes else None
     provider.store.add_reading(new, recorded_at=now, package_bytes=corrected)
     after = refreshed(env, e.account, e.iccid)
-    applied = [
-        row
-        for row in (env.ledger.order(r.id) for r in waiting)
-        if row.state == OrderState.COMPLETED.value
-    ]
+    applied = [row for row in (env.orders.get(r.id) for r in waiting) if is_served(row)]
     record = esim_record(env, after)
     name = esc(name_of(after))
     lines = [f"[green]✓[/] {esc(describe(after))}: {figures(after, now)}"]
@@ -536,9 +414,7 @@ def run_confirm(opts: SettleOptions, env: Env) -> Result:
     e, _ = find_esim(env, opts.esim)
     now = env.now()
     row = _one_pending(env, e, opts.order_number)
-    row = env.ledger.update_order(
-        row.id, state=OrderState.COMPLETED.value, applied_at=now, detail=confirmed_detail(now)
-    )
+    row = env.orders.record_applied(row, now, confirmed_detail(now))
     after = refreshed(env, e.account, e.iccid)
     return Result(
         command="esim confirm",
@@ -558,9 +434,7 @@ def run_confirm(opts: SettleOptions, env: Env) -> Result:
 def run_cancel(opts: SettleOptions, env: Env) -> Result:
     e, _ = find_esim(env, opts.esim)
     row = _one_pending(env, e, opts.order_number)
-    row = env.ledger.update_order(
-        row.id, state=OrderState.FAILED.value, detail={"cancelled_at": iso(env.now())}
-    )
+    row = env.orders.record_refused(row, {"cancelled_at": iso(env.now())})
     return Result(
         command="esim cancel",
         data={"order": order_json(row.to_order())},
@@ -615,7 +489,7 @@ class PlanAddOptions:
 def run_plan_add(opts: PlanAddOptions, env: Env) -> Result:
     acc, provider = manual_account(env, opts.account)
     base = provider.settings.unit_base
-    if not _PLAN_ID.match(opts.id):
+    if not PLAN_ID.match(opts.id):
         raise InvalidInput(
             f"invalid plan id {opts.id!r}: use letters, digits, '.', '-' and '_', like jp-3gb-7d"
         )

@@ -107,7 +107,7 @@ def run_history(opts: HistoryOptions, env: Env) -> Result:
     if opts.limit is not None and opts.limit < 0:
         raise InvalidInput("--limit must be 0 (all) or more")
     since = parsing.when(opts.since, now=env.now()) if opts.since else None
-    rows = [r for r in env.ledger.orders() if r.state != "dry_run"]
+    rows = env.orders.kept()
     accounts, removed = _accounts(env, opts.accounts, rows)
     names = {a.name for a in accounts} | removed
     local = [

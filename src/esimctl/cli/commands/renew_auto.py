@@ -8,13 +8,16 @@ One run:
 2. decides per eSIM (``Decision``): its rule, the trip window, the trigger, a top-up still
    pending, the need already served; then the plan and the limits (max price, max per
    day, monthly budgets);
-3. buys what is needed through ``purchase.buy`` (the intent and its need are journalled
-   before the request);
+3. buys what is needed through ``purchasing.pipeline.buy_once`` (the intent and its need
+   are journalled before the request);
 4. releases the lock, then waits, bounded by ``--timeout``, until each provider shows its
    top-up: *applied* or *pending*. A pending eSIM is never bought for again; the next run
    checks it and says when it was applied.
 
 ``--dry-run`` fetches and decides, without the lock and without buying.
+
+Every phase runs on the run's one event loop, through the same provider instances
+(``env.session``): throttles, tokens and connections are shared from reconcile to verify.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from esimctl import parsing, purchase, rules
+from esimctl import parsing, rules
 from esimctl.env import Env
 from esimctl.errors import (
     Aborted,
@@ -39,19 +42,22 @@ from esimctl.errors import (
     InvalidInput,
     LimitRefused,
     TemporaryFailure,
+    run_outcome,
 )
-from esimctl.ledger import INTENT, LedgerOrder
+from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
-from esimctl.models import Esim, Money, OrderState, Plan
+from esimctl.models import Esim, Money, Plan
 from esimctl.output import human
-from esimctl.output.human import esc
+from esimctl.output.human import describe, esc
 from esimctl.providers.base import Capability, Provider
+from esimctl.purchasing import book, pipeline
+from esimctl.purchasing.limits import Budget, Limits, Planned, check_limits
 from esimctl.rules import RENEWABLE, RenewalRules, Rule
 from esimctl.serialize import money_json, order_json
-from esimctl.service import fan_out, fetch_esims, open_provider, select_accounts
+from esimctl.service import fan_out, fetch_esims, select_accounts
 
 from .common import Result, confirm
-from .renew import RenewOptions, describe, dry_run_order
+from .renew_common import RenewOptions
 
 #: What a run did for one eSIM (``decisions[].action`` in JSON; docs/renewal-rules.md).
 ACTIONS = (
@@ -124,7 +130,7 @@ def run_auto(opts: RenewOptions, env: Env) -> Result:
         )
     lock = nullcontext() if opts.dry_run else RenewLock(env.paths.lock_file, wait=opts.wait)
     try:
-        with purchase.sigterm_as_interrupt():
+        with pipeline.sigterm_as_interrupt():
             with lock:
                 run.look()
                 run.act()
@@ -148,9 +154,9 @@ class AutoRun:
     earlier: list[tuple[str, LedgerOrder]] = field(default_factory=list)
     answered: set[str] = field(default_factory=set)
     #: The purchase under way, for reporting an interruption (Ctrl-C, SIGTERM).
-    current: tuple[Decision, purchase.Progress] | None = None
+    current: tuple[Decision, pipeline.Progress] | None = None
     #: --dry-run: what this run would have spent, not yet in the ledger.
-    planned: list[purchase.Planned] = field(default_factory=list)
+    planned: list[Planned] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.now: datetime = self.env.now()
@@ -161,33 +167,24 @@ class AutoRun:
     def look(self) -> None:
         env = self.env
         names = {a.name for a in self.accounts}
-        open_before = [
-            r
-            for r in env.ledger.orders(states=(OrderState.PENDING.value, INTENT))
-            if r.account in names
-        ]
-        unsure = {r.account for r in open_before if r.state == INTENT}
+        open_before = [r for r in env.orders.open() if r.account in names]
+        unsure = {r.account for r in open_before if book.is_unresolved(r)}
         if unsure and not self.opts.dry_run:
             out = fan_out(
                 env,
                 [a for a in self.accounts if a.name in unsure],
-                lambda p: purchase.reconcile(env, p),
+                lambda p: pipeline.reconcile(env, p),
             )
             self.errors.extend(out.errors)
         fetched = fetch_esims(env, self.accounts, refresh=True)
         self.errors.extend(fetched.errors)
         self.answered = set(fetched.results)
         for row in open_before:
-            current = env.ledger.order(row.id)
-            if purchase.found_by_reconciling(current):
+            current = env.orders.get(row.id)
+            if pipeline.found_by_reconciling(current):
                 # Reported by this run ("applied", "pending"): not a retry's answer later.
-                current = env.ledger.update_order(current.id, detail={"reported": True})
-            event = {
-                OrderState.COMPLETED.value: "applied",
-                OrderState.PENDING.value: "pending",
-                OrderState.FAILED.value: "not_made",
-            }.get(current.state, "unknown")
-            self.earlier.append((event, current))
+                current = env.orders.note(current, reported=True)
+            self.earlier.append((book.outcome(current), current))
         esims = [e for lst in fetched.results.values() for e in lst]
         assigned, notes = self.rules.assign(esims, complete=not fetched.errors)
         self.notes.extend(notes)
@@ -212,13 +209,11 @@ class AutoRun:
         if fired is None:
             d.reason = "no trigger holds"
             return d
-        open_rows = self.env.ledger.orders(
-            account=e.account, iccid=e.iccid, states=(OrderState.PENDING.value, INTENT)
-        )
+        open_rows = self.env.orders.open(account=e.account, iccid=e.iccid)
         if open_rows:
             row = open_rows[0]
             d.action, d.order = "pending", row
-            if row.state == INTENT:
+            if book.is_unresolved(row):
                 d.reason = (
                     f"the outcome of an earlier purchase ({row.plan}) is not known yet; "
                     "nothing is bought until the provider shows it or not"
@@ -236,7 +231,7 @@ class AutoRun:
                     "still pending: not bought again"
                 )
             return d
-        over = purchase.unaccepted_charge(self.env, e)
+        over = pipeline.unaccepted_charge(self.env, e)
         if over is not None:
             d.action, d.order = "refused", over
             d.reason = (
@@ -248,9 +243,7 @@ class AutoRun:
             )
             return d
         d.need = rules.need_key(rule, e)
-        served = self.env.ledger.orders(
-            account=e.account, iccid=e.iccid, need=d.need, states=purchase.COMMITTED
-        )
+        served = self.env.orders.spent(account=e.account, iccid=e.iccid, need=d.need)
         if served:
             d.action, d.order = "skip", served[0]
             d.reason = "already bought for this need; the provider's figures have not changed"
@@ -266,16 +259,15 @@ class AutoRun:
             if d.action == "candidate":
                 todo[d.esim.account].append(d)
         if todo:
-            asyncio.run(self._act_all(todo))
+            self.env.session.run(self._act_all(todo))
 
     async def _act_all(self, todo: dict[str, list[Decision]]) -> None:
         # One account after the other: budgets are shared, so purchases are sequential.
         for account, decisions in todo.items():
             try:
-                provider = open_provider(self.env, self.env.config.account(account))
-                async with provider:
-                    for d in decisions:
-                        await self._one(provider, d)
+                provider = await self.env.session.provider(self.env.config.account(account))
+                for d in decisions:
+                    await self._one(provider, d)
             except EsimctlError as exc:
                 for d in decisions:
                     if d.action == "candidate":
@@ -296,35 +288,33 @@ class AutoRun:
         try:
             plan = choose_plan(rule, await provider.topups(e), e, self.cap)
             d.plan = plan
-            self._check_limits(d, plan)
+            limits = self._limits(rule)
             if self.opts.dry_run:
+                check_limits(self.env.orders, limits, e, plan, planned=self.planned)
                 assert plan.price is not None
                 self.planned.append((e.account, e.iccid, plan.price))
                 d.action = "would_buy"
                 return
-            try:
+
+            def consent(p: pipeline.Purchase) -> None:
                 confirm(
                     self.env,
                     f"Buy {plan.name} for {human.money(plan.price)} on {describe(e)} "
                     f"({d.figure}, rule [{rule.name}])?",
                     yes=self.opts.yes,
                 )
+
+            progress = pipeline.Progress()
+            self.current = (d, progress)
+            purchase = pipeline.Purchase(e, plan, limits, need=d.need, duplicates=False)
+            try:
+                bought = await pipeline.buy_once(
+                    self.env, provider, purchase, consent=consent, progress=progress
+                )
             except Aborted:
+                self.current = None
                 d.action, d.reason = "declined", "not confirmed at the prompt"
                 return
-            progress = purchase.Progress()
-            self.current = (d, progress)
-            try:
-                bought = await purchase.buy_once(
-                    self.env,
-                    provider,
-                    e,
-                    plan,
-                    limits=self._limits(rule),
-                    need=d.need,
-                    duplicates=False,
-                    progress=progress,
-                )
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise  # self.current tells interrupted() how far this purchase got
             except BaseException:
@@ -338,7 +328,7 @@ class AutoRun:
                 d.action = "pending"
                 d.reason = (
                     f"an earlier purchase of {plan.name} went through after all (order "
-                    f"{bought.row.to_order().id}): not bought again"
+                    f"{bought.order_id}): not bought again"
                 )
                 return
             d.action = "bought"
@@ -347,7 +337,7 @@ class AutoRun:
                     LimitRefused(
                         f"charged beyond your limit: {bought.over_limit}; nothing more is "
                         "bought for this eSIM until you accept it: esimctl renew "
-                        f"--accept-charge {bought.row.to_order().id}",
+                        f"--accept-charge {bought.order_id}",
                         account=provider.account,
                         provider=provider.id,
                         code="charged_over_limit",
@@ -363,21 +353,17 @@ class AutoRun:
         d.action, d.reason = "failed", exc.message
         self.errors.append(exc)
 
-    def _limits(self, rule: Rule) -> purchase.Limits:
+    def _limits(self, rule: Rule) -> Limits:
         caps = ((rule.max_price, f"max_price of [{rule.name}]"), (self.cap, "--max-price"))
-        return purchase.Limits(
+        return Limits(
             caps=tuple((cap, where) for cap, where in caps if cap is not None),
             budgets=(
-                purchase.Budget(self.rules.monthly_budget, "[renewal]"),
-                purchase.Budget(rule.monthly_budget, f"[{rule.name}]", per_esim=True),
+                Budget(self.rules.monthly_budget, "[renewal]"),
+                Budget(rule.monthly_budget, f"[{rule.name}]", per_esim=True),
             ),
             max_per_day=(rule.max_per_day, f"max_per_day of [{rule.name}]"),
             require_price=True,
         )
-
-    def _check_limits(self, d: Decision, plan: Plan) -> None:
-        assert d.rule is not None
-        purchase.check_limits(self.env, self._limits(d.rule), d.esim, plan, planned=self.planned)
 
     # -- 3. verify: applied or pending ----------------------------------------------------------
 
@@ -389,25 +375,24 @@ class AutoRun:
         if not bought:
             return
         with self._spinner(sum(len(v) for v in bought.values())):
-            asyncio.run(self._verify_all(bought, timeout))
+            self.env.session.run(self._verify_all(bought, timeout))
         for ds in bought.values():
             for d in ds:
                 assert d.order is not None
-                d.order = self.env.ledger.order(d.order.id)
-                d.applied = d.order.state == OrderState.COMPLETED.value
+                d.order = self.env.orders.get(d.order.id)
+                d.applied = book.is_served(d.order)
 
     async def _verify_all(self, bought: dict[str, list[Decision]], timeout: timedelta) -> None:
         async def account(name: str, ds: list[Decision]) -> None:
             try:
-                provider = open_provider(self.env, self.env.config.account(name))
-                async with provider:
-                    await asyncio.gather(
-                        *(
-                            purchase.verify(self.env, provider, d.order, timeout=timeout)
-                            for d in ds
-                            if d.order is not None
-                        )
+                provider = await self.env.session.provider(self.env.config.account(name))
+                await asyncio.gather(
+                    *(
+                        pipeline.verify(self.env, provider, d.order, timeout=timeout)
+                        for d in ds
+                        if d.order is not None
                     )
+                )
             except EsimctlError as exc:
                 # Bought, and recorded as pending: the next run checks again.
                 self.notes.append(f"could not check the top-up on {name}: {exc.message}")
@@ -431,7 +416,7 @@ class AutoRun:
                 d.action, d.reason = "skip", "not reached: the run was interrupted"
         if self.current is not None:
             d, progress = self.current
-            message, row = purchase.interrupted_message(progress, self.env)
+            message, row = pipeline.interrupted_message(progress, self.env)
             if row is not None and d.order is None:
                 d.order, d.action = row, "bought"
             if row is not None:
@@ -446,18 +431,11 @@ class AutoRun:
             )
         )
 
-    def exit_code(self) -> ExitCode:
-        if any(isinstance(e, Interrupted) for e in self.errors):
-            return ExitCode.INTERRUPTED
-        failures = [e for e in self.errors if not isinstance(e, LimitRefused)]
-        if failures:
-            # An eSIM with implausible figures fails alone: its account still answered.
-            failed = {e.account for e in failures if e.code != "implausible_figures"}
-            if self.answered - failed:
-                return ExitCode.PARTIAL
-            codes = {e.exit_code for e in failures}
-            return codes.pop() if len(codes) == 1 else ExitCode.FAILURE
-        return ExitCode.REFUSED if self.errors else ExitCode.OK
+    def outcome(self) -> tuple[ExitCode, str]:
+        """Exit code and JSON status by the one rule (``errors.run_outcome``): bought one
+        and refused another is exit 5, status ``partial``."""
+        bought = any(d.action == "bought" for d in self.decisions)
+        return run_outcome(self.errors, answered=self.answered, achieved=bought)
 
     def result(self, empty: str | None = None) -> Result:
         orders: list[dict[str, Any]] = []
@@ -466,7 +444,7 @@ class AutoRun:
                 {
                     **order_json(row.to_order()),
                     "event": event,
-                    "applied": row.state == OrderState.COMPLETED.value,
+                    "applied": book.is_served(row),
                 }
             )
         for d in self.decisions:
@@ -477,17 +455,19 @@ class AutoRun:
             elif d.action == "would_buy" and d.plan is not None:
                 orders.append(
                     {
-                        **order_json(dry_run_order(self.env, d.esim, d.plan)),
+                        **order_json(pipeline.dry_run_order(self.env, d.esim, d.plan)),
                         "event": "dry_run",
                         "applied": False,
                     }
                 )
         lines = [empty] if empty else self._lines()
+        exit_code, status = self.outcome()
         return Result(
             command="renew",
             data={"orders": orders, "decisions": [d.to_json() for d in self.decisions]},
             errors=list(self.errors),
-            exit_code=self.exit_code(),
+            exit_code=exit_code,
+            status=status,
             notes=list(self.notes),
             lines=lines,
             needs_you=self._needs_you(),

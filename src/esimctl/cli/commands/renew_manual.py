@@ -15,19 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from esimctl import parsing, purchase
+from esimctl import parsing
 from esimctl.env import Env
 from esimctl.errors import Aborted, InvalidInput
-from esimctl.models import Esim, Money, OrderState, Plan
+from esimctl.models import Esim, Money, Plan
 from esimctl.output import human
-from esimctl.output.human import esc
+from esimctl.output.human import describe, esc
 from esimctl.providers.base import Provider
 from esimctl.providers.manual import ManualProvider, topup_detail
+from esimctl.purchasing.pipeline import dry_run_order, new_reference
 from esimctl.serialize import order_json
 
 from .common import Result, confirm
-from .esim import data_size, days, name_of, plan_name, price
-from .renew import RenewOptions, check_price, describe, dry_run_order, pick_plan
+from .renew_common import RenewOptions, check_price, pick_plan
+from .values import data_size, days, name_of, plan_name, price
 
 T = TypeVar("T")
 
@@ -212,16 +213,15 @@ def run_manual_renew(opts: RenewOptions, env: Env, provider: Provider, esim: Esi
             notes=notes,
         )
     assert bought.data_bytes is not None and bought.days is not None
-    row = env.ledger.add_order(
+    row = env.orders.record_bought_by_hand(
         account=provider.account,
         provider=provider.id,
         iccid=esim.iccid,
         plan_id=bought.plan_id,
         plan=plan.name,
         price=plan.price,
-        state=OrderState.PENDING.value,
         source="local",
-        reference=purchase.new_reference(),
+        reference=new_reference(),
         provider_order_id=bought.number,
         detail=topup_detail(
             data_bytes=bought.data_bytes,
@@ -254,7 +254,7 @@ def _check_duplicate(env: Env, opts: RenewOptions, esim: Esim, number: str) -> N
     """The same seller order number twice on one eSIM: ask, or refuse without --yes."""
     same = [
         r
-        for r in env.ledger.orders(account=esim.account, iccid=esim.iccid)
+        for r in env.orders.kept(account=esim.account, iccid=esim.iccid)
         if r.provider_order_id == number
     ]
     if not same:

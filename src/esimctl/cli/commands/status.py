@@ -7,8 +7,7 @@ from datetime import datetime, timedelta
 
 from esimctl.env import Env
 from esimctl.errors import ExitCode, InvalidInput
-from esimctl.ledger import INTENT
-from esimctl.models import Attention, Esim, EsimState, OrderState
+from esimctl.models import Attention, Esim, EsimState
 from esimctl.output import human
 from esimctl.output.emit import Column, Table
 from esimctl.output.human import esc
@@ -31,17 +30,6 @@ class StatusOptions:
 CHECKED = frozenset({"low_data", "expiring_soon", "topup_pending", "topup_overdue", "depleted"})
 
 
-def pending_since(env: Env, esims: list[Esim]) -> dict[tuple[str, str], datetime]:
-    """Local top-ups still pending (settled ones were marked while fetching)."""
-    shown = {(e.account, e.iccid) for e in esims}
-    out: dict[tuple[str, str], datetime] = {}
-    for row in env.ledger.orders(states=(OrderState.PENDING.value, INTENT)):
-        key = (row.account, row.iccid or "")
-        if key in shown:
-            out[key] = min(out.get(key, row.created_at), row.created_at)
-    return out
-
-
 def run_status(opts: StatusOptions, env: Env) -> Result:
     accounts = select_accounts(env, opts.accounts)
     # A provider that fails now: its last figures are shown, marked stale (never as fresh).
@@ -61,7 +49,7 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
         esims = wanted
     now = env.now()
     cfg = env.config.attention()
-    pending = pending_since(env, esims)
+    pending = env.orders.open_since(esims)
     rows: list[tuple[Esim, list[str]]] = [
         (
             e,
@@ -108,9 +96,7 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
 
 def overdue_note(env: Env, e: Esim, after: timedelta) -> str:
     """Whom to contact about an overdue top-up (the account's ``support``), with which order."""
-    rows = env.ledger.orders(
-        account=e.account, iccid=e.iccid, states=(OrderState.PENDING.value, INTENT)
-    )
+    rows = env.orders.open(account=e.account, iccid=e.iccid)
     numbers = ", ".join(r.to_order().id for r in rows)
     support = env.config.account(e.account).options.get("support")
     who = f"contact the seller ({support})" if support else "contact the seller"

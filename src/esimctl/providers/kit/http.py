@@ -48,6 +48,7 @@ from esimctl.errors import (
     ConfigError,
     EsimctlError,
     NotFound,
+    NotSent,
     OutcomeUnknown,
     ProviderError,
     RateLimited,
@@ -307,10 +308,13 @@ class ApiClient:
         extra: dict[str, Any] | None = None,
         secrets: Iterable[str] = (),
         insecure_http: bool | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``secrets``: the account's secret values, masked in every error raised here.
         ``insecure_http``: the account's opt-in to plain http:// (see ``check_url``); None
-        takes it from ``extra["insecure_http"]`` or else from the account's config table."""
+        takes it from ``extra["insecure_http"]`` or else from the account's config table.
+        ``transport``: what requests go through instead of the network (``ctx.transport``,
+        set by tests through ``Env.hooks``); None for the network."""
         self.provider = provider
         self.account = account
         if insecure_http is None and extra is not None and "insecure_http" in extra:
@@ -341,6 +345,7 @@ class ApiClient:
             },
             limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
             follow_redirects=False,
+            transport=transport,
         )
 
     async def aclose(self) -> None:
@@ -495,7 +500,7 @@ def _cause_chain(exc: BaseException) -> list[BaseException]:
 
 def connect_failure(
     exc: httpx.ConnectError, provider: str, base_url: httpx.URL
-) -> tuple[TemporaryFailure, bool]:
+) -> tuple[NotSent, bool]:
     """The cause of a failed connection in plain words, and whether retrying cannot help
     within this run (no network, refused, TLS): then it is reported at once."""
     import socket
@@ -506,23 +511,23 @@ def connect_failure(
     for cause in _cause_chain(exc):
         if isinstance(cause, socket.gaierror):
             return (
-                TemporaryFailure(f"no network: cannot resolve {host} ({provider})"),
+                NotSent(f"no network: cannot resolve {host} ({provider})"),
                 True,
             )
         if isinstance(cause, ConnectionRefusedError):
-            return TemporaryFailure(f"connection refused by {host}:{port} ({provider})"), True
+            return NotSent(f"connection refused by {host}:{port} ({provider})"), True
         if isinstance(cause, ssl.SSLError):
             why = getattr(cause, "reason", None) or type(cause).__name__
-            return TemporaryFailure(f"TLS failed with {host} ({provider}): {why}"), True
+            return NotSent(f"TLS failed with {host} ({provider}): {why}"), True
         if isinstance(cause, OSError) and cause.errno is not None:
             what = cause.strerror or str(cause)
-            return TemporaryFailure(f"cannot reach {host}:{port} ({provider}): {what}"), False
+            return NotSent(f"cannot reach {host}:{port} ({provider}): {what}"), False
     text = str(exc) or type(exc).__name__
     if "Name or service not known" in text or "nodename nor servname" in text:
-        return TemporaryFailure(f"no network: cannot resolve {host} ({provider})"), True
+        return NotSent(f"no network: cannot resolve {host} ({provider})"), True
     if "Connection refused" in text:
-        return TemporaryFailure(f"connection refused by {host}:{port} ({provider})"), True
-    return TemporaryFailure(f"cannot reach {host}:{port} ({provider}): {text}"), False
+        return NotSent(f"connection refused by {host}:{port} ({provider})"), True
+    return NotSent(f"cannot reach {host}:{port} ({provider}): {text}"), False
 
 
 def timeout_words(exc: Exception) -> str:

@@ -1,0 +1,545 @@
+"""One purchase, from intent to applied: the pipeline every purchase takes.
+
+``buy_once`` is the pipeline, run by the caller inside the renewal lock:
+
+1. ``reconcile``: intents left by an earlier run (crash, kill, timeout) are looked up with
+   the provider by our own reference before anything else is bought;
+2. a retried intent found: the same command after "outcome unknown" gets the order the
+   earlier run placed, not a second one;
+3. the duplicate check (the same plan on the same eSIM within 15 minutes, or while one is
+   open) and the limits (``limits.check_limits``), counted from the order book *inside*
+   the lock;
+4. consent (a prompt, or ``--yes``), when the caller has not asked already;
+5. fresh figures, then ``buy``: the intent is journalled and committed *before* the
+   request; the answer is recorded (pending), or the refusal (failed);
+6. the charged price checked against the limits after the fact: a charge beyond a cap or a
+   budget is marked on the order (``detail.over_limit``), reported loudly (exit 5), and
+   ``renew --auto`` buys nothing more for that eSIM until the user accepts it
+   (``esimctl renew --accept-charge ORDER``).
+
+``verify`` runs after the lock is released: by then the order is in the book as pending,
+and a concurrent run treats a pending eSIM as served.
+
+The test launcher may set ``env.hooks.kill_at`` to make the process SIGKILL itself at a
+step of ``buy`` (``before_request``: the intent is committed, nothing sent;
+``after_answer``: the provider answered, its outcome not yet recorded; ``after_record``:
+the outcome recorded, nothing verified). esimctl itself never sets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from esimctl.env import Env
+from esimctl.errors import (
+    Aborted,
+    AuthRejected,
+    EsimctlError,
+    InvalidInput,
+    LimitRefused,
+    NotFound,
+    OutcomeUnknown,
+    TemporaryFailure,
+)
+from esimctl.ledger import LedgerOrder
+from esimctl.models import Esim, Money, Order, OrderState, Plan
+from esimctl.output.human import describe
+from esimctl.providers.base import Capability, Provider
+from esimctl.purchasing import book as orders
+from esimctl.purchasing.limits import Limits, check_limits, counted_price, over_limit
+from esimctl.serialize import esim_from_cache, esim_to_cache
+
+#: How far back an order lookup searches before an intent's own time.
+LOOKUP_SLACK = timedelta(hours=1)
+#: The same top-up on the same eSIM within this window is taken for a repeated command:
+#: it needs ``--again`` in a pipe, or a confirmation naming the earlier order on a terminal.
+DUPLICATE_WINDOW = timedelta(minutes=15)
+
+
+def checkpoint(env: Env, step: str) -> None:
+    """Test hook: die here, as a SIGKILL would, when the test launcher names ``step``."""
+    if env.hooks.kill_at == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def unreported_found(env: Env, account: str, iccid: str, plan_id: str) -> LedgerOrder | None:
+    """An order of this eSIM and plan that reconciliation found at the provider after its
+    answer was lost, and that no renew has shown the user yet: a retry of the same intent."""
+    since = env.now() - RETRY_REPORT_WINDOW
+    for row in env.orders.spent(account=account, iccid=iccid, since=since):
+        if row.plan_id == plan_id and not orders.is_unresolved(row) and _found_unreported(row):
+            return row
+    return None
+
+
+#: An order found by reconciliation is reported to a retry of the same command within this
+#: time; later, it is history, not the answer to a new command.
+RETRY_REPORT_WINDOW = timedelta(days=1)
+
+
+def found_by_reconciling(row: LedgerOrder) -> bool:
+    """An order whose answer was lost and that a lookup found at the provider."""
+    return str(row.detail.get("reconciled", "")).startswith("found")
+
+
+def _found_unreported(row: LedgerOrder) -> bool:
+    return found_by_reconciling(row) and not row.detail.get("reported")
+
+
+def new_reference() -> str:
+    return "esimctl-" + uuid.uuid4().hex[:20]
+
+
+async def reconcile(env: Env, provider: Provider) -> list[LedgerOrder]:
+    """Resolve this account's intents whose outcome is unknown; return what changed."""
+    changed = []
+    for row in env.orders.unresolved(account=provider.account):
+        if Capability.FIND_ORDER not in provider.capabilities or not row.reference:
+            continue
+        found = await provider.find_order(
+            row.reference, iccid=row.iccid, since=row.created_at - LOOKUP_SLACK
+        )
+        if found is not None:
+            changed.append(_record_found(env, row, found, "found at the provider by reference"))
+        elif env.now() - row.created_at >= provider.order_lookup_lag:
+            changed.append(
+                env.orders.record_refused(
+                    row, {"reconciled": "not found at the provider: the purchase was not made"}
+                )
+            )
+    return changed
+
+
+def _record_found(env: Env, row: LedgerOrder, found: Order, how: str) -> LedgerOrder:
+    """An order found at the provider after its answer was lost: pending, with what it
+    counts (the larger of listed and charged) and what the provider says it charged."""
+    counted, note = counted_price(row.price, found.price)
+    detail: dict[str, object] = {"reconciled": how, "charged": _charged_json(found.price)}
+    if note:
+        detail["price_note"] = note
+    return env.orders.record_taken(row, provider_order_id=found.id, price=counted, detail=detail)
+
+
+def unresolved_intent(env: Env, account: str, iccid: str) -> LedgerOrder | None:
+    rows = env.orders.unresolved(account=account, iccid=iccid)
+    return rows[0] if rows else None
+
+
+def _journal(env: Env, what: str, **fields: Any) -> LedgerOrder:
+    """The intent, committed before the request; if it cannot be written, nothing is sent."""
+    try:
+        return env.orders.journal_intent(**fields)
+    except (EsimctlError, sqlite3.Error, OSError) as exc:
+        why = exc.message if isinstance(exc, EsimctlError) else str(exc)
+        raise EsimctlError(
+            f"nothing bought: the purchase of {what} could not be journalled first ({why})",
+            code="ledger_unwritable",
+        ) from None
+
+
+async def buy(
+    env: Env,
+    provider: Provider,
+    esim: Esim,
+    plan: Plan,
+    *,
+    need: str | None = None,
+    progress: Progress | None = None,
+) -> LedgerOrder:
+    """Journal the intent, send one purchase, record the outcome. Never sends twice.
+
+    Ctrl-C while the request is in flight does not drop its answer: the request finishes
+    (bounded by its own timeout), its outcome is recorded, and then the interruption goes
+    on. A second Ctrl-C stops at once; the intent in the ledger is reconciled next run."""
+    progress = progress if progress is not None else Progress()
+    waiting = unresolved_intent(env, provider.account, esim.iccid)
+    if waiting is not None:
+        raise TemporaryFailure(
+            f"an earlier purchase for eSIM {esim.iccid} ({waiting.plan}) has an unknown outcome "
+            "and the provider does not show it yet; nothing was bought, retry later",
+            account=provider.account,
+            provider=provider.id,
+        )
+    # A cancellation already pending (Ctrl-C during synchronous work) lands here, before
+    # anything is journalled or sent, rather than at the shielded request below.
+    await asyncio.sleep(0)
+    reference = new_reference()
+    row = _journal(
+        env,
+        f"{plan.name} on {describe(esim)}",
+        account=provider.account,
+        provider=provider.id,
+        iccid=esim.iccid,
+        plan_id=plan.id,
+        plan=plan.name,
+        price=plan.price,
+        reference=reference,
+        need=need,
+        detail={"before": esim_to_cache(esim)},
+    )
+    progress.row = row
+    checkpoint(env, "before_request")
+    progress.sent = True
+    interrupted = False
+    request = asyncio.ensure_future(provider.buy_topup(esim, plan, reference))
+    try:
+        try:
+            order = await asyncio.shield(request)
+        except asyncio.CancelledError:
+            if request.cancelled():
+                raise
+            interrupted = True
+            order = await request
+    except OutcomeUnknown as exc:
+        # Look once right away: many providers show the order at once.
+        if Capability.FIND_ORDER in provider.capabilities and not interrupted:
+            try:
+                found = await provider.find_order(
+                    reference, iccid=esim.iccid, since=row.created_at - LOOKUP_SLACK
+                )
+            except EsimctlError:
+                found = None
+            if found is not None:
+                progress.row = _record_found(env, row, found, "found right after the answer")
+                return progress.row
+        if interrupted:
+            raise asyncio.CancelledError from exc
+        raise
+    except EsimctlError as exc:
+        progress.row = env.orders.record_refused(row, {"error": exc.code, "message": exc.message})
+        if interrupted:
+            raise asyncio.CancelledError from exc
+        raise
+    checkpoint(env, "after_answer")
+    counted, note = counted_price(plan.price, order.price)
+    detail: dict[str, object] = {
+        "listed": plan.price.to_json() if plan.price else None,
+        "charged": _charged_json(order.price),
+    }
+    if note:
+        detail["price_note"] = note
+    try:
+        row = env.orders.record_taken(row, provider_order_id=order.id, price=counted, detail=detail)
+    except (EsimctlError, sqlite3.Error, OSError) as exc:
+        why = exc.message if isinstance(exc, EsimctlError) else str(exc)
+        raise OutcomeUnknown(
+            f"the purchase of {plan.name} on {describe(esim)} may have gone through (order "
+            f"{order.id}), but the ledger could not record it ({why}); free the space, and "
+            "the next run reconciles it with the provider before anything is bought again",
+            account=provider.account,
+            provider=provider.id,
+        ) from None
+    checkpoint(env, "after_record")
+    progress.row = row
+    if interrupted:
+        raise asyncio.CancelledError
+    return row
+
+
+def _charged_json(price: Money | None) -> dict[str, str] | None:
+    # As the provider said it, unrounded: the record of what it claimed.
+    return None if price is None else {"amount": str(price.amount), "currency": price.currency}
+
+
+# -- the one pipeline --------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """How far one purchase got, for whoever reports an interruption (Ctrl-C, SIGTERM):
+    before the request nothing was bought; after it, the order is reported as placed."""
+
+    row: LedgerOrder | None = None
+    #: The purchase request has left (its outcome may be unknown).
+    sent: bool = False
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a shutdown, ``timeout``, systemd) is handled as Ctrl-C: asyncio cancels
+    the purchase cleanly and the command reports what was bought, instead of dying."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored:
+    # then neither Python nor asyncio would act on the SIGINT that SIGTERM becomes.
+    int_before = signal.getsignal(signal.SIGINT)
+    if int_before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if int_before is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def interrupted_message(progress: Progress, env: Env) -> tuple[str, LedgerOrder | None]:
+    """What an interruption left: nothing bought, or the order as placed."""
+    if progress.row is None or not progress.sent:
+        return "interrupted: nothing was bought", None
+    row = env.orders.get(progress.row.id)
+    order = row.to_order()
+    where = f"on {row.iccid}" if row.iccid else ""
+    if orders.is_void(row):
+        return f"interrupted: nothing was bought ({row.detail.get('message', 'refused')})", None
+    if orders.is_unresolved(row):
+        return (
+            f"interrupted after the purchase of {row.plan} {where} was sent (reference "
+            f"{row.reference}, {row.price}): it may have gone through; the next run looks it "
+            "up before anything is bought again, and 'esimctl status' shows it when it applies",
+            row,
+        )
+    return (
+        f"interrupted: {row.plan} {where} was bought (order {order.id}, {row.price}) and is "
+        "pending; 'esimctl status' shows it when the provider applies it",
+        row,
+    )
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """One intent to buy: what, for which eSIM, within which limits."""
+
+    esim: Esim
+    plan: Plan
+    limits: Limits
+    #: What ``renew --auto`` buys for (one purchase per need); None for a command by hand.
+    need: str | None = None
+    #: ``--again``: buy although the same plan was just bought on this eSIM.
+    again: bool = False
+    #: Apply the duplicate window (``renew --auto`` has its own rule: one per need).
+    duplicates: bool = True
+    #: Earlier orders the user has already agreed to buy again.
+    accepted: frozenset[str] = frozenset()
+
+    @property
+    def what(self) -> str:
+        return f"{self.plan.name} on {describe(self.esim)}"
+
+
+@dataclass
+class Bought:
+    """What ``buy_once`` did: the order, and whether it was bought now or found."""
+
+    row: LedgerOrder
+    #: The order of an earlier run whose answer was lost, found now: not bought again.
+    earlier: bool = False
+    #: The charge broke a cap or a budget (reported loudly, exit 5).
+    over_limit: str | None = None
+
+    @property
+    def order_id(self) -> str:
+        return self.row.to_order().id
+
+
+def recent_duplicates(env: Env, esim: Esim, plan: Plan) -> list[LedgerOrder]:
+    """Orders of the same plan on the same eSIM that a repeated command would repeat:
+    still open (any age), or paid within ``DUPLICATE_WINDOW``."""
+    since = env.now() - DUPLICATE_WINDOW
+    out = []
+    for row in env.orders.spent(account=esim.account, iccid=esim.iccid):
+        if row.plan_id != plan.id:
+            continue
+        if orders.is_unresolved(row) or _found_unreported(row):
+            continue  # the same intent, not a new one: buy_once reconciles and reports it
+        if not orders.is_served(row) or row.created_at >= since:
+            out.append(row)
+    return out
+
+
+def check_duplicate(env: Env, p: Purchase) -> Purchase:
+    """Refuse (exit 5) to buy what was just bought, unless ``--again``, or a confirmation
+    on a terminal that names the earlier order. Returns the purchase with the duplicates
+    the user accepted, so a second check in the lock asks only about new ones."""
+    if not p.duplicates:
+        return p
+    rows = [r for r in recent_duplicates(env, p.esim, p.plan) if r.id not in p.accepted]
+    accepted = replace(p, accepted=p.accepted | {r.id for r in rows})
+    if p.again or not rows:
+        return accepted
+    row = rows[0]
+    state = "applied" if orders.is_served(row) else "still pending"
+    earlier = (
+        f"{p.plan.name} was bought {_ago(row.created_at, env.now())} on {describe(p.esim)} "
+        f"(order {row.to_order().id}, {state})"
+    )
+    if env.can_prompt:
+        env.stderr.write(f"{earlier}. Buy it again? [y/N] ")
+        env.stderr.flush()
+        if env.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise Aborted("nothing bought: not confirmed")
+        return accepted
+    raise LimitRefused(
+        f"refused: {earlier}; pass --again to buy another "
+        f"(the same top-up within {int(DUPLICATE_WINDOW.total_seconds() // 60)} min, or "
+        "while one is pending, is taken for a repeated command)"
+    )
+
+
+def precheck(env: Env, p: Purchase) -> Purchase:
+    """The checks of ``buy_once`` that need no provider and no lock: run before asking the
+    user, so nobody is asked about what would be refused. ``buy_once`` runs them again in
+    the lock, where another run cannot change the answer meanwhile."""
+    p = check_duplicate(env, p)
+    check_limits(env.orders, p.limits, p.esim, p.plan)
+    return p
+
+
+def _ago(when: datetime, now: datetime) -> str:
+    from esimctl.output import human
+
+    text = human.ago(when, now)
+    return "just now" if text == "now" else text
+
+
+def unaccepted_charge(env: Env, esim: Esim) -> LedgerOrder | None:
+    """An order on ``esim`` charged beyond a limit that the user has not accepted yet."""
+    for row in env.orders.spent(account=esim.account, iccid=esim.iccid):
+        if row.detail.get("over_limit") and not row.detail.get("accepted_at"):
+            return row
+    return None
+
+
+def accept_charge(env: Env, order_id: str) -> LedgerOrder:
+    """``renew --accept-charge ORDER``: the user has seen a charge beyond a limit."""
+    row = env.orders.find(order_id)
+    if row is None:
+        raise NotFound(
+            f"no order {order_id!r} in the ledger ('esimctl history --local' lists them)"
+        )
+    if not row.detail.get("over_limit"):
+        raise InvalidInput(f"order {order_id} was not charged beyond a limit")
+    return env.orders.note(row, accepted_at=env.now().isoformat())
+
+
+async def buy_once(
+    env: Env,
+    provider: Provider,
+    p: Purchase,
+    *,
+    consent: Callable[[Purchase], None] | None = None,
+    progress: Progress | None = None,
+) -> Bought:
+    """The pipeline of every purchase (see the module docstring). The caller holds the
+    renewal lock; everything that decides whether money may be spent is checked here,
+    inside the lock, against the order book as it is now. ``consent`` asks the user (it
+    raises ``Aborted`` for no); None when the caller asked before taking the lock."""
+    await reconcile(env, provider)
+    # A retry after "outcome unknown" is the same intent: if the earlier request went
+    # through after all, report that order instead of buying a second one.
+    found = unreported_found(env, provider.account, p.esim.iccid, p.plan.id)
+    if found is not None:
+        return Bought(env.orders.note_quietly(found, reported=True), earlier=True)
+    p = precheck(env, p)
+    if consent is not None:
+        consent(p)
+    # Fresh figures as "before": what a list gave may lack what is_applied compares.
+    before = await provider.get_esim(p.esim.iccid)
+    if before.label is None and p.esim.label:
+        before = replace(before, label=p.esim.label)
+    progress = progress if progress is not None else Progress()
+    try:
+        row = await buy(env, provider, before, p.plan, need=p.need, progress=progress)
+    except asyncio.CancelledError:
+        # Interrupted after the order was recorded: a charge beyond a limit is still marked.
+        done = progress.row
+        if done is not None and orders.is_spent(done) and not orders.is_unresolved(done):
+            _mark_over_limit(env, p, done)
+        raise
+    row, problem = _mark_over_limit(env, p, row)
+    return Bought(row, over_limit=problem)
+
+
+def _mark_over_limit(env: Env, p: Purchase, row: LedgerOrder) -> tuple[LedgerOrder, str | None]:
+    problem = over_limit(env.orders, p.limits, p.esim, row)
+    # Reported to the user by this command: a retry no longer takes it for its own answer.
+    fields: dict[str, object] = {"reported": True}
+    if problem is not None:
+        fields["over_limit"] = problem
+    # A ledger that fails here does not hide the news: the caller reports it all the same.
+    return env.orders.note_quietly(row, **fields), problem
+
+
+def dry_run_order(env: Env, esim: Esim, plan: Plan, *, order_id: str = "dry-run") -> Order:
+    """The order a dry run reports: what would be bought, with state ``dry_run``."""
+    return Order(
+        id=order_id,
+        account=esim.account,
+        provider=esim.provider,
+        iccid=esim.iccid,
+        plan_id=plan.id,
+        plan=plan.name,
+        price=plan.price,
+        created_at=env.now(),
+        state=OrderState.DRY_RUN,
+        source="local",
+    )
+
+
+# -- after the purchase: applied or pending ----------------------------------------------------
+
+
+def before_of(row: LedgerOrder) -> Esim | None:
+    raw = row.detail.get("before")
+    return esim_from_cache(raw) if isinstance(raw, dict) else None
+
+
+def settle(env: Env, provider: Provider, row: LedgerOrder, current: Esim) -> bool:
+    """Mark ``row`` applied if ``current`` shows its package. No network."""
+    if not orders.is_awaiting(row):
+        return orders.is_served(row)
+    if provider.is_applied(before_of(row), current, row.to_order()):
+        env.orders.record_applied(row, env.now())
+        return True
+    return False
+
+
+def settle_all(env: Env, provider: Provider, esims: list[Esim]) -> None:
+    """Mark this account's pending top-ups applied where fresh figures show them."""
+    by_iccid = {e.iccid: e for e in esims}
+    for row in env.orders.awaiting(account=provider.account):
+        current = by_iccid.get(row.iccid or "")
+        if current is not None:
+            settle(env, provider, row, current)
+
+
+async def verify(
+    env: Env,
+    provider: Provider,
+    row: LedgerOrder,
+    *,
+    timeout: timedelta,
+    on_wait: Callable[[float], None] | None = None,
+) -> bool:
+    """Poll until the provider shows the package, or ``timeout`` passes. True if applied."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout.total_seconds()
+    delay = 2.0
+    while True:
+        try:
+            current = await provider.get_esim(row.iccid or "")
+        except AuthRejected:
+            raise
+        except EsimctlError:
+            current = None  # a temporary failure while polling is not a verdict
+        if current is not None and settle(env, provider, row, current):
+            return True
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        if on_wait is not None:
+            on_wait(remaining)
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 60.0)
