@@ -564,17 +564,32 @@ def test_eg_unreadable_figures_never_crash_nor_invent(
 
 
 def test_eg_parsers_take_absurd_figures_as_given_or_none() -> None:
-    assert eg.parse_money(float("nan")) is None and eg.parse_money("Infinity") is None
-    assert eg.parse_money("1e308") == Decimal("1e308")
-    assert eg._int(1e30) == 10**30 and eg._int(-5) == -5 and eg._int(1.5) is None
+    def price(value: Any) -> Money | None:
+        raw = {"name": "esim_1GB_7D_PT_V2", "dataAmount": 1000, "price": value}
+        p = eg.plan_from(raw, currency="USD", account="t", provider="esimgo", kind="new")
+        assert p is not None
+        return p.price
+
+    def initial(value: Any) -> int | None:
+        [a] = eg.parse_assignments({"assignments": [{"initialQuantity": value}]}, "b")
+        return a.initial
+
+    assert price(float("nan")) is None and price("Infinity") is None
+    assert price("1e308") == Money(Decimal("1e308"), "USD")
+    assert initial(1e30) == 10**30 and initial(-5) == -5 and initial(1.5) is None
     assert eg.parse_time(1e30) is None and eg.parse_time(float("nan")) is None
-    assert eg._scaled("1.5", eg.MB) == 1_500_000
+    assert eg._bytes("1.5", "MB") == 1_500_000
 
 
 def test_ea_parsers_take_absurd_figures_as_given_or_none() -> None:
+    def total(v: Any) -> int | None:  # totalVolume as the eSIM's parser reads it
+        e = ea.parse_esim({"iccid": SPAIN, "totalVolume": v}, account="trip")
+        assert e is not None
+        return e.data_total_bytes
+
     assert ea.parse_money("NaN") is None and ea.parse_money(float("inf")) is None
-    assert ea.parse_int(1e30) == 10**30 and ea.parse_int("-5") == -5
-    assert ea.parse_int(1.5) is None and ea.parse_int("1e999999999") is None
+    assert total(1e30) == 10**30 and total("-5") == -5
+    assert total(1.5) is None and total("1e999999999") is None
     assert ea.parse_time(1e30) is None and ea.parse_time(float("nan")) is None
 
 

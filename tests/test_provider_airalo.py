@@ -25,7 +25,7 @@ from esimctl.errors import (
 from esimctl.models import Esim, EsimState, Money, Order, OrderState
 from esimctl.providers import airalo as A
 from esimctl.providers.airalo import AiraloProvider
-from esimctl.providers.base import ProviderContext
+from esimctl.providers.base import ProviderContext, SecretCache
 from fakes.airalo import CLIENT_ID, CLIENT_SECRET, FakeAiralo, Operator, Pkg
 
 MiB = 1024 * 1024
@@ -308,7 +308,7 @@ def test_recycled_and_other_states() -> None:
 
 
 def test_pages_per_page_as_a_string_and_the_index_keyed_shape() -> None:
-    assert [s["iccid"] for s in A.page_items(SIMS_PAGE)] == [
+    assert [s["iccid"] for s in A.read_page(SIMS_PAGE) or []] == [
         "891000000000009125",
         "891000000000009048",
     ]
@@ -319,7 +319,7 @@ def test_pages_per_page_as_a_string_and_the_index_keyed_shape() -> None:
     no_links = {"data": [{}], "meta": {"current_page": 2, "last_page": "3"}}
     assert A.has_next_page(no_links, 2) and not A.has_next_page(no_links, 3)
     keyed = {"data": {"26": {"slug": "b"}, "25": {"slug": "a"}}}
-    assert [d["slug"] for d in A.page_items(keyed)] == ["a", "b"]
+    assert [d["slug"] for d in A.read_page(keyed) or []] == ["a", "b"]
 
 
 def test_values_that_arrive_in_several_types() -> None:
@@ -475,6 +475,59 @@ def test_limits_are_the_documented_ones() -> None:
     assert p._packages.interval == pytest.approx(1.5)  # 40 a minute (the stricter reading)
     assert AiraloProvider.usage_ttl >= timedelta(minutes=20)
     assert p.api_root == "http://127.0.0.1:9"
+
+
+def test_a_cached_token_is_reused_until_5_minutes_before_its_end_and_kept_a_day_at_most() -> None:
+    """Token records written before the kit (same key: host and client id) keep working;
+    requests go through ``ctx.transport``."""
+    import asyncio
+    import hashlib
+
+    root = "https://partners-api.airalo.com"
+    key = hashlib.sha256(f"{root}\n{CLIENT_ID}".encode()).hexdigest()[:16]
+    cache = SecretCache()
+    cache.set(
+        {
+            "access_token": "cached-token-0001",
+            "expires_at": (NOW + timedelta(hours=1)).isoformat(),
+            "key": key,
+        }
+    )
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.headers.get("authorization")))
+        if request.url.path == "/v2/token":  # its own example: a year
+            token = {"access_token": "new-token-0002", "expires_in": 31622400}
+            return httpx.Response(200, json={"data": token, "meta": {"message": "success"}})
+        balance = {"availableBalance": {"amount": 250, "currency": "USD"}}
+        return httpx.Response(200, json={"data": {"balances": balance}})
+
+    def balance_at(now: datetime) -> Money | None:
+        ctx = ProviderContext(
+            account=AccountConfig("trip", "airalo", root),
+            secrets={"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET},
+            clock=lambda: now,
+            state_dir=Path("."),
+            token_cache=cache,
+            transport=httpx.MockTransport(answer),
+        )
+
+        async def go() -> Money | None:
+            async with AiraloProvider(ctx) as p:
+                return await p.balance()
+
+        return asyncio.run(go())
+
+    assert balance_at(NOW) == Money(Decimal("250"), "USD")
+    assert seen == [("/v2/balance", "Bearer cached-token-0001")]
+    seen.clear()
+    late = NOW + timedelta(minutes=56)  # within 5 minutes of its end: a new one
+    assert balance_at(late) == Money(Decimal("250"), "USD")
+    assert seen == [("/v2/token", None), ("/v2/balance", "Bearer new-token-0002")]
+    stored = cache.get() or {}
+    assert stored["key"] == key and stored["access_token"] == "new-token-0002"
+    assert datetime.fromisoformat(stored["expires_at"]) == late + timedelta(hours=24)
 
 
 def test_is_applied_reads_the_package_history() -> None:

@@ -3,18 +3,20 @@ the CLI against the stateful fake (``tests/fakes/celitech.py``) on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from esimctl.config import AccountConfig
-from esimctl.errors import ConfigError, InvalidInput
-from esimctl.models import EsimState, Money
-from esimctl.providers.base import ProviderContext
+from esimctl.errors import ConfigError, InvalidInput, NotSent, OutcomeUnknown
+from esimctl.models import Esim, EsimState, Money, Plan
+from esimctl.providers.base import ProviderContext, SecretCache
 from esimctl.providers.celitech import (
     CelitechProvider,
     Consumption,
@@ -24,14 +26,16 @@ from esimctl.providers.celitech import (
     build_esim,
     money_from_cents,
     parse_consumption,
+    parse_date,
     parse_plan_id,
     parse_profile,
     parse_purchase,
     parse_size,
-    parse_time,
     plan_id_for,
     plans_from_packages,
 )
+from esimctl.providers.kit.concurrency import DEFAULT_CONCURRENCY
+from esimctl.providers.kit.oauth import token_key
 from fakes.celitech import CLIENT_ID, CLIENT_SECRET, FakeCelitech
 
 GIB = 1024**3
@@ -128,7 +132,7 @@ def test_a_purchase_without_dates_or_optional_fields_still_parses():
     ],
 )
 def test_dates_come_in_every_documented_shape(iso, epoch, expected):
-    got = parse_time(iso, epoch)
+    got = parse_date(iso, epoch)
     assert got == expected
     assert got is None or got.tzinfo is not None
 
@@ -213,7 +217,7 @@ def _purchase(pid: str, *, gb: float, start: datetime | None, days: int, created
         id=pid, iccid="8910300000012345678", created=created, start=start,
         end=start + timedelta(days=days) if start else None, days=days,
         size=Size(int(gb * GIB)) if gb != -1 else Size(None, unlimited=True),
-        package_id=None, destination="FRA", destination_iso2="FR", destination_name="France",
+        destination="FRA", destination_iso2="FR", destination_name="France",
         price=None, reference=None, purchase_type=None, source=None,
     )  # fmt: skip
 
@@ -795,3 +799,123 @@ def test_many_esims_list_in_one_run(cli, fake, account):
     topped = esims[seeded[5]]  # 1 GB used up, then a 3 GB top-up
     assert topped["data_total_bytes"] == 4 * GIB and topped["data_remaining_bytes"] == 3 * GIB
     assert json.dumps(r.json)  # serialisable as a whole
+
+
+# -- the kit underneath: one transport, a bounded fan-out, the token users already have -------
+
+
+def _mocked(handler, cache=None, **options):
+    """A provider on the production addresses whose requests go to ``handler`` (ctx.transport)."""
+    ctx = ProviderContext(
+        account=AccountConfig("trip", "celitech", None, {"requests_per_second": 1000, **options}),
+        secrets={"CLIENT_ID": "id", "CLIENT_SECRET": "secret"},
+        clock=lambda: NOW,
+        state_dir=Path("."),
+        token_cache=cache or SecretCache(),
+        transport=httpx.MockTransport(handler),
+    )
+    return CelitechProvider(ctx)
+
+
+def _live_purchase(n: int) -> dict[str, object]:
+    return {
+        **PURCHASE_EXAMPLE,
+        "id": f"p{n}",
+        "referenceId": f"r{n}",
+        "endDate": None,
+        "endTime": None,
+        "esim": {"iccid": f"89103000000{n:08d}"},
+    }
+
+
+def test_readings_of_many_esims_share_one_bounded_queue_through_ctx_transport():
+    flight = {"now": 0, "max": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": "tok", "expires_in": 3600})
+        if path == "/v1/purchases":
+            return httpx.Response(200, json={"purchases": [_live_purchase(n) for n in range(30)]})
+        flight["now"] += 1
+        flight["max"] = max(flight["max"], flight["now"])
+        await asyncio.sleep(0.01)
+        flight["now"] -= 1
+        if path == "/v1/esim":
+            return httpx.Response(200, json=ESIM_EXAMPLE)
+        return httpx.Response(200, json={"dataUsageRemainingInBytes": GIB // 2, "status": "ACTIVE"})
+
+    async def run():
+        async with _mocked(handler) as p:
+            return await p.list_esims()
+
+    esims = asyncio.run(run())
+    assert len(esims) == 30 and all(e.data_remaining_bytes == GIB // 2 for e in esims)
+    assert 1 < flight["max"] <= DEFAULT_CONCURRENCY  # 60 readings, never more than 8 at once
+
+
+def test_the_token_cache_users_already_have_is_read_and_its_auth_style_kept():
+    box = {
+        "v": {  # as esimctl wrote it before the kit: epoch seconds, a 24-hex key
+            "key": token_key("id", "https://auth.celitech.net/oauth2/token", length=24),
+            "access_token": "cached-token",
+            "expires_at": f"{(NOW + timedelta(minutes=30)).timestamp():.0f}",
+            "auth_style": "basic",
+        }
+    }
+    cache = SecretCache(lambda: box.get("v"), lambda v: box.update(v=dict(v)))
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            style = "basic" if "authorization" in request.headers else "post"
+            seen.append(("token", style))
+            return httpx.Response(200, json={"access_token": "new-token", "expires_in": 3600})
+        bearer = request.headers["authorization"].removeprefix("Bearer ")
+        seen.append(("api", bearer))
+        if bearer == "cached-token" and len(seen) > 1:
+            return httpx.Response(401, json={"message": "Unauthorized"})
+        return httpx.Response(200, json={"purchases": [], "afterCursor": None})
+
+    async def run() -> None:
+        async with _mocked(handler, cache) as p:
+            assert await p.orders() == []  # the cached token, no token request
+            assert await p.orders() == []  # refused: one new token, Basic first, one resend
+
+    asyncio.run(run())
+    assert seen == [
+        ("api", "cached-token"),
+        ("api", "cached-token"),
+        ("token", "basic"),
+        ("api", "new-token"),
+    ]
+    assert box["v"]["access_token"] == "new-token" and box["v"]["auth_style"] == "basic"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"), [("connect", "unavailable"), ("read", "outcome_unknown")]
+)
+def test_a_top_up_lost_in_transit_is_the_clients_to_report(fault, expected):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": "tok", "expires_in": 3600})
+        if request.url.path == "/v1/esim":
+            return httpx.Response(200, json=ESIM_EXAMPLE)
+        if fault == "connect":
+            raise httpx.ConnectError("nothing left this machine", request=request)
+        raise httpx.ReadError("the connection broke after sending", request=request)
+
+    iccid = "8910300000012345678"
+    esim = Esim(account="trip", provider="celitech", iccid=iccid, state=EsimState.ACTIVE)
+    plan = Plan(id="fr-1gb-30d", account="trip", provider="celitech", name="France 1 GB",
+                kind="topup", data_bytes=GIB, unlimited=False, validity_days=30,
+                price=Money(Decimal(5), "USD"))  # fmt: skip
+
+    async def run() -> None:
+        async with _mocked(handler, retries=0) as p:
+            await p.buy_topup(esim, plan, "esimctl-ref")
+
+    with pytest.raises((NotSent, OutcomeUnknown)) as caught:
+        asyncio.run(run())
+    assert caught.value.code == expected
+    assert isinstance(caught.value, NotSent if fault == "connect" else OutcomeUnknown)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from esimctl.config import AccountConfig
@@ -23,6 +24,8 @@ from esimctl.errors import (
     InsufficientBalance,
     InvalidInput,
     LimitRefused,
+    NotSent,
+    OutcomeUnknown,
     ProviderError,
     RateLimited,
     TemporaryFailure,
@@ -756,14 +759,90 @@ def test_a_retry_after_an_unknown_outcome_sends_the_same_transaction_id(
 # -- the provider on its own -------------------------------------------------------------------
 
 
-def _provider(fake: FakeEsimAccess, tmp_path: Path) -> ea.EsimAccessProvider:
+def _provider(
+    fake: FakeEsimAccess | None,
+    tmp_path: Path,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ea.EsimAccessProvider:
     ctx = ProviderContext(
-        account=AccountConfig("trip", "esimaccess", fake.url, dict(FAST)),
+        account=AccountConfig("trip", "esimaccess", fake.url if fake else LOCAL, dict(FAST)),
         secrets={"ACCESS_CODE": ACCESS_CODE, "SECRET_KEY": SECRET_KEY},
         clock=lambda: datetime.now(UTC),
         state_dir=tmp_path,
+        transport=transport,
     )
     return ea.EsimAccessProvider(ctx)
+
+
+LOCAL = "http://127.0.0.1:9"  # never reached: a MockTransport answers
+
+
+def _answer(obj: Any) -> httpx.Response:
+    return httpx.Response(200, json={"success": True, "errorCode": "0", "obj": obj})
+
+
+class RefusedTopups(httpx.AsyncHTTPTransport):
+    """The network, except that a top-up never gets a connection."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/esim/topup"):
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return await super().handle_async_request(request)
+
+
+def test_a_purchase_that_never_left_is_refused_not_unknown(fake, tmp_path):
+    async def main() -> dict[str, Any]:
+        async with _provider(fake, tmp_path, RefusedTopups()) as p:
+            esim = await p.get_esim(SPAIN)
+            plan = next(x for x in await p.topups(esim) if x.id == "TOPUP_CKH491")
+            with pytest.raises(NotSent) as caught:
+                await p.buy_topup(esim, plan, "esimctl-offline")
+            assert not isinstance(caught.value, OutcomeUnknown)
+            return p.ctx.journal.entry("esimctl-offline")
+
+    entry = asyncio.run(main())
+    assert entry["state"] == "refused"  # nothing was sent: nothing to look up later
+    assert fake.topups == []
+
+
+def test_listing_stops_at_a_page_the_server_repeats(tmp_path):
+    row = {**DOC_ESIM, "esimStatus": "GOT_RESOURCE", "activateTime": None}
+    pages: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        pages.append(json.loads(request.content)["pager"]["pageNum"])
+        return _answer({"esimList": [row], "pager": {"total": 1000}})  # ignores pageNum
+
+    async def main() -> list[Any]:
+        async with _provider(None, tmp_path, httpx.MockTransport(handler)) as p:
+            return await p.list_esims()
+
+    assert [e.iccid for e in asyncio.run(main())] == [row["iccid"]]
+    assert pages == [1, 2]
+
+
+def test_usage_is_asked_with_at_most_eight_calls_in_flight(tmp_path):
+    rows = [{**DOC_ESIM, "iccid": f"89431081700{n:08d}", "esimTranNo": f"T{n}"} for n in range(100)]
+    batches: list[list[str]] = []
+    flight = {"now": 0, "peak": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/esim/query"):
+            return _answer({"esimList": rows, "pager": {"total": len(rows)}})
+        batches.append(json.loads(request.content)["esimTranNoList"])
+        flight["now"] += 1
+        flight["peak"] = max(flight["peak"], flight["now"])
+        await asyncio.sleep(0.05)
+        flight["now"] -= 1
+        return _answer({"esimUsageList": []})
+
+    async def main() -> None:
+        async with _provider(None, tmp_path, httpx.MockTransport(handler)) as p:
+            await p.list_esims()
+
+    asyncio.run(main())
+    assert len(batches) == 10 and all(len(b) == 10 for b in batches)
+    assert 2 <= flight["peak"] <= 8
 
 
 def test_a_duplicate_transaction_id_means_the_purchase_happened(fake, tmp_path):

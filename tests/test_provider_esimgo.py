@@ -31,7 +31,6 @@ from esimctl.providers.esimgo import (
     order_records,
     orders_from,
     parse_assignments,
-    parse_money,
     parse_time,
     plan_from,
     unwrap,
@@ -215,9 +214,21 @@ def test_times_with_any_fraction_and_epoch_milliseconds() -> None:
 
 
 def test_money_is_decimal_never_float() -> None:
-    assert parse_money(4.21) == Decimal("4.21")
-    assert parse_money("95.79") == Decimal("95.79")
-    assert parse_money(2.28) == Decimal("2.28") and parse_money(None) is None
+    def price(value: Any) -> Money | None:
+        raw = {**DOC_CATALOGUE_ITEM, "price": value}
+        p = plan_from(raw, currency="USD", account="t", provider="esimgo", kind="new")
+        assert p is not None
+        return p.price
+
+    assert price(4.21) == Money(Decimal("4.21"), "USD")
+    assert price(2.28) == Money(Decimal("2.28"), "USD") and price(None) is None
+    [o] = orders_from(
+        {**DOC_TRANSACTION, "total": "95.79", "order": [{"type": "bundle", "item": "b"}]},
+        account="t",
+        provider="esimgo",
+        default_currency=None,
+    )
+    assert o.price == Money(Decimal("95.79"), "USD")
 
 
 def test_catalogue_bundle_as_a_plan() -> None:
@@ -894,7 +905,7 @@ def test_find_order_takes_only_its_own_order(fake: FakeEsimGo, tmp_path: Path) -
             plans = {x.id: x for x in await p.topups(e)}
             first = await p.buy_topup(e, plans["esim_1GB_7D_PT_V2"], "ref-one")
             start = datetime.now(UTC)
-            p._journal_put("ref-two", iccid=iccid, plan_id="esim_1GB_7D_PT_V2",
+            p.ctx.journal.record("ref-two", iccid=iccid, plan_id="esim_1GB_7D_PT_V2",
                            sent_at=start.isoformat())  # fmt: skip
             # nothing was bought for ref-two: the earlier order is ref-one's
             assert (
@@ -907,7 +918,7 @@ def test_find_order_takes_only_its_own_order(fake: FakeEsimGo, tmp_path: Path) -
             assert found is not None and found.id != first.id
             assert found.id == fake.orders[-1]["orderReference"] and found.reference == "ref-three"
             # another bundle on the same eSIM is not ours either
-            p._journal_put("ref-four", iccid=iccid, plan_id="esim_5GB_30D_PT_V2",
+            p.ctx.journal.record("ref-four", iccid=iccid, plan_id="esim_5GB_30D_PT_V2",
                            sent_at=start.isoformat())  # fmt: skip
             assert await p.find_order("ref-four", iccid=iccid, since=start) is None
 

@@ -1,45 +1,21 @@
 """Airalo Partner API v2: eSIMs, usage, top-ups, catalogue, orders and balance.
 
-The room for everything Airalo-specific. What the API looks like (see
-``docs/providers/airalo.md`` for the user-facing side):
-
-* Auth is OAuth client credentials: ``POST /v2/token`` with form fields, answered inside
-  Airalo's ``{"data": ..., "meta": ...}`` envelope. The endpoint allows 3 calls a minute, so
-  the token is cached between runs in the account's secret store (``ctx.token_cache``),
-  reused until it expires (at most 24 h, whatever ``expires_in`` says) and renewed once on a
-  401.
-* Figures are integers of MB of 1024 (3072 = 3 GB); unlimited packages report 0 and must
-  not be shown as 0. Times are naive ``YYYY-MM-DD HH:MM:SS`` strings (read as UTC) or
-  ISO 8601 with an offset. Prices are USD, numbers in some answers and strings in others.
-* Lists are Laravel pages (``page``/``limit``, ``links.next``, ``meta.last_page`` with
-  ``per_page`` as a string); the package catalogue turns ``data`` into an object keyed by
-  index from page 2 on.
-* Three error shapes: validation ``{"data": {field: text}, "meta": {"message": "the
-  parameter is invalid"}}``, business ``{"code": n, "reason": text}`` and auth/not found
-  ``{"data": [], "meta": {"message": text}}``; 429 is ``{"message": "Too Many Attempts."}``
-  with ``Retry-After``. Some documented error bodies arrive with status 200; they are
-  treated as the errors they describe.
-* A top-up (``POST /v2/orders/topups``) has no idempotency key. Our reference travels in
-  ``description`` and an order is found again with ``filter[description]``, then by reading
-  the order list since the purchase.
-* An answer of a shape esimctl does not know is never read as "nothing": a list that is
-  not a list is an error for the account, an order lookup that cannot be read leaves the
-  order unresolved (never "not made"), a status the docs do not list is ``unknown``, and
-  figures are kept as given (fractional MB exact; negative or absurd ones are refused by
-  the validator in ``esimctl.validate``, by name), never rounded to 0 or invented.
+Only what is Airalo's lives here: endpoints, field names, error shapes and quirks, as
+``docs/providers/airalo.md`` describes them; HTTP, the token, pages and the reading of
+values are the provider kit's (``esimctl.providers.kit``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from typing import Any, ClassVar
 
 import httpx
@@ -57,28 +33,37 @@ from esimctl.errors import (
 )
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
+from esimctl.providers.kit import units, values
+from esimctl.providers.kit.concurrency import bounded_map
 from esimctl.providers.kit.http import ApiClient, KeyedThrottle, Throttle
+from esimctl.providers.kit.oauth import FetchedToken, TokenSource, token_key
+from esimctl.providers.kit.paging import numbered_pages
+from esimctl.providers.kit.values import as_dict, as_list, parse_time, records
 
-#: Airalo counts MB and GB of 1024.
-MB = 1024 * 1024
 CURRENCY = "USD"  # "currency: always USD" (attribute descriptions)
-#: The token page says 24 h; its own example says 31,622,400 s. We never keep one longer.
+#: The token page says 24 h, its example a year: never kept longer than 24 h.
 TOKEN_MAX_AGE = timedelta(hours=24)
-#: Renew a little before the end so a long run never sends an expired token.
 TOKEN_MARGIN = timedelta(minutes=5)
-#: The longest list we read: a guard against a server whose ``links.next`` never ends.
 MAX_PAGES = 500
 #: Our purchases carry ``<reference> (<iccid>)`` in ``description``, the reference starting
 #: with "esimctl" (added in front when the caller's does not).
 _OUR_DESCRIPTION = re.compile(r"^(?:esimctl )?(\S+)(?: \((\d{16,22})\))?$")
 #: Airalo's default top-up description is ``Topup (<iccid>)``.
 _ICCID_IN_TEXT = re.compile(r"\((\d{16,22})\)")
-#: No JSON number reaches beyond 1e308: a text figure beyond this is junk, not a size or a
-#: price (1e308 itself is kept, for the validator to refuse by name).
+
+#: No JSON number reaches beyond 1e308: text beyond 1e±400 is junk, not a size or a price
+#: (1e308 itself is kept, for the validator to refuse by name).
 _MAX_EXPONENT = 400
-#: Bytes beyond any float are not kept as a number (they cannot even be shown as 1e+314);
-#: the validator names anything above 100 TB.
-_MAX_BYTES = 10**307
+to_decimal = partial(values.to_decimal, max_exponent=_MAX_EXPONENT)
+to_int = partial(values.to_int, max_exponent=_MAX_EXPONENT)
+#: Figures are MB of 1024 (``3072``, ``0.5``, ``"512.5"``), as whole bytes.
+to_bytes = partial(units.to_bytes, max_exponent=_MAX_EXPONENT)
+
+
+def usd(value: Any, currency: Any = None) -> Money | None:
+    """A price as given (a number or text), in ``currency`` or USD."""
+    return units.to_money(value, str(currency or CURRENCY), max_exponent=_MAX_EXPONENT)
+
 
 _USAGE_STATES = {
     "NOT_ACTIVE": EsimState.NOT_ACTIVE,
@@ -102,127 +87,53 @@ _ORDER_STATES = {
 }  # any other status is not a verdict: pending, never completed nor failed
 
 
-# -- value parsers: the documented types are not the types that arrive --------------------
-
-
-def parse_time(value: Any) -> datetime | None:
-    """``"2025-07-04 11:02:17"`` (no zone: read as UTC), ISO 8601 with offset, or None."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def to_decimal(value: Any) -> Decimal | None:
-    """``4.5``, ``"9.50"``, ``10`` → Decimal; None, booleans and junk → None.
-
-    NaN, infinities and exponents beyond any JSON number (``"1e999999"``) are junk too;
-    a negative or absurd figure is kept as given, for the validator to refuse by name.
-    """
-    if value is None or isinstance(value, (bool, dict, list)):
-        return None
-    try:
-        d = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    if not d.is_finite() or (d and abs(d.adjusted()) > _MAX_EXPONENT):
-        return None
-    return d
-
-
-def to_int(value: Any) -> int | None:
-    """``7``, ``"7"``, ``7.0``, ``"25"`` (``per_page``) → int; anything else → None."""
-    d = to_decimal(value)
-    if d is None or d != d.to_integral_value():
-        return None
-    return int(d)
-
-
-def to_bytes(value: Any) -> int | None:
-    """A figure in MB of 1024 (``3072``, ``0.5``, ``"512.5"``) as a whole number of bytes.
-
-    Exact (Decimal, no float rounding): half a MB is 524,288 bytes, never 0. Negative
-    and absurd figures are kept as given; junk, NaN and infinities are None.
-    """
-    d = to_decimal(value)
-    if d is None:
-        return None
-    n = int((d * MB).to_integral_value(rounding=ROUND_HALF_UP))
-    return n if abs(n) <= _MAX_BYTES else None
-
-
-def _says_unlimited(*texts: Any) -> bool:
-    return any(isinstance(t, str) and "unlimited" in t.lower() for t in texts)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+# -- pages ---------------------------------------------------------------------------------
 
 
 def read_page(body: Any) -> list[dict[str, Any]] | None:
     """The records of one page: ``data`` as a list of objects, or as an object keyed by
-    index (``/v2/packages`` from page 2 on). None when the answer has another shape
-    (``{}``, ``{"data": null}``, ``{"data": {}}``, records that are not objects): such
-    an answer says nothing, least of all "there are none"."""
-    if not isinstance(body, dict):
-        return None
-    data = body.get("data")
+    index (``/v2/packages`` from page 2 on); None for any other shape."""
+    data = as_dict(body).get("data")
     if isinstance(data, dict):
         if not data or any(to_int(k) is None for k in data):
             return None
         data = [data[k] for k in sorted(data, key=lambda k: to_int(k) or 0)]
-    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-        return None
-    return data
-
-
-def page_items(body: Any) -> list[dict[str, Any]]:
-    """The records of one page, leniently: nothing where the shape is not understood.
-    Only for answers where nothing depends on "none" (counting); lists use ``read_page``."""
-    return read_page(body) or []
+    return records(data)
 
 
 def has_next_page(body: Any, page: int) -> bool:
-    links = _dict(_dict(body).get("links"))
+    links = as_dict(as_dict(body).get("links"))
     if "next" in links:
         return bool(links.get("next"))
-    last = to_int(_dict(_dict(body).get("meta")).get("last_page"))
+    last = to_int(as_dict(as_dict(body).get("meta")).get("last_page"))
     return last is not None and page < last
 
 
 # -- records -------------------------------------------------------------------------------
 
 
-def plan_price(pkg: Mapping[str, Any], pricing: Mapping[str, Any] | None = None) -> Money | None:
-    """What Airalo charges the partner balance for a package, in USD.
+def _says_unlimited(*texts: Any) -> bool:
+    return any(isinstance(t, str) and "unlimited" in t.lower() for t in texts)
 
-    ``net_price`` under net pricing; under discount pricing ``net_price`` is null and the
-    charge is the retail ``price`` less ``discount_percentage``.
-    """
+
+def plan_price(pkg: Mapping[str, Any], pricing: Mapping[str, Any] | None = None) -> Money | None:
+    """What the partner balance is charged: ``net_price``, or under discount pricing the
+    retail ``price`` less ``discount_percentage``."""
     given = pkg.get("net_price")
     if given is None:
-        given = _dict(_dict(pkg.get("prices")).get("net_price")).get(CURRENCY)
+        given = as_dict(as_dict(pkg.get("prices")).get("net_price")).get(CURRENCY)
     if given is not None:
-        # A net price that is given but not a number is no price, never the retail one.
-        net = to_decimal(given)
-        return Money(net, CURRENCY) if net is not None else None
+        return usd(given)  # a net price that is no number is no price, never the retail one
     retail = to_decimal(pkg.get("price"))
     if retail is None:
         return None
-    p = _dict(pricing)
+    p = as_dict(pricing)
     discount = to_decimal(p.get("discount_percentage"))
     if p.get("model") == "discount_pricing" and discount:
-        charged = retail * (Decimal(100) - discount) / Decimal(100)
+        retail = retail * (100 - discount) / 100
         # Too large to have cents: kept as given, the validator refuses it by name.
         with contextlib.suppress(ArithmeticError):
-            charged = charged.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-        return Money(charged, CURRENCY)
+            retail = retail.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return Money(retail, CURRENCY)
 
 
@@ -238,7 +149,6 @@ def plan_from(
     """One package of ``/v2/sims/{iccid}/topups`` or ``/v2/packages`` as a Plan."""
     unlimited = pkg.get("is_unlimited") is True or _says_unlimited(pkg.get("data"))
     amount = to_bytes(pkg.get("amount"))
-    data_bytes = None if unlimited or not amount else amount
     title = str(pkg.get("title") or pkg.get("data") or pkg.get("id"))
     return Plan(
         id=str(pkg.get("id")),
@@ -246,7 +156,7 @@ def plan_from(
         provider=AiraloProvider.id,
         name=name or title,
         kind=kind or ("topup" if pkg.get("type") == "topup" else "new"),
-        data_bytes=data_bytes,
+        data_bytes=None if unlimited or not amount else amount,
         unlimited=unlimited,
         validity_days=to_int(pkg.get("day")),
         price=plan_price(pkg, pricing),
@@ -282,19 +192,10 @@ def order_from(
     sim_iccid = None
     if isinstance(sims, list) and sims and isinstance(sims[0], dict):
         sim_iccid = sims[0].get("iccid")
-    status = _dict(item.get("status")).get("slug") or item.get("status")
-    state = (
-        _ORDER_STATES.get(str(status).lower(), OrderState.PENDING)
-        if status
-        else (
-            OrderState.COMPLETED  # the API only lists processed orders; a 200 top-up is done
-        )
-    )
-    if price is None:
-        retail = to_decimal(item.get("price"))
-        currency = str(item.get("currency") or CURRENCY)
-        price = Money(retail, currency) if retail is not None else None
-    created = parse_time(item.get("created_at"))
+    status = as_dict(item.get("status")).get("slug") or item.get("status")
+    state = OrderState.COMPLETED
+    if status:  # none: the list holds only processed orders, and a 200 top-up is done
+        state = _ORDER_STATES.get(str(status).lower(), OrderState.PENDING)
     return Order(
         id=str(item.get("code") or item.get("id")),
         account=account,
@@ -302,8 +203,8 @@ def order_from(
         iccid=iccid or (str(sim_iccid) if sim_iccid else None) or described_iccid,
         plan_id=str(item["package_id"]) if item.get("package_id") else None,
         plan=str(item["package"]) if item.get("package") else None,
-        price=price,
-        created_at=created or now,
+        price=price if price is not None else usd(item.get("price"), item.get("currency")),
+        created_at=parse_time(item.get("created_at")) or now,
         state=state,
         source="provider",
         reference=reference,
@@ -320,7 +221,7 @@ def order_from(
 def packages_from(history: Iterable[Mapping[str, Any]]) -> tuple[Package, ...]:
     out = []
     for h in history:
-        pkg = _dict(h.get("package"))
+        pkg = as_dict(h.get("package"))
         unlimited = pkg.get("is_unlimited") is True or _says_unlimited(pkg.get("data"))
         out.append(
             Package(
@@ -344,9 +245,8 @@ def esim_from(
     history: list[dict[str, Any]] | None = None,
 ) -> Esim:
     """An entry of ``/v2/sims`` plus its ``/usage`` (and package history, if read)."""
-    iccid = str(sim.get("iccid"))
-    simable = _dict(sim.get("simable"))
-    u = _dict(usage)
+    simable = as_dict(sim.get("simable"))
+    u = as_dict(usage)
     status = str(u.get("status") or "").upper()
     recycled = sim.get("recycled") is True or status == "RECYCLED"
     if recycled:
@@ -356,26 +256,19 @@ def esim_from(
     else:
         state = _USAGE_STATES.get(status, EsimState.UNKNOWN)
 
-    # Figures as given (fractional MB, negative, absurd): never rounded to 0, never
-    # clamped, never invented; the validator refuses the implausible ones by name.
+    # Figures as given (fractional, negative, absurd): the validator refuses by name.
     total, remaining = to_bytes(u.get("total")), to_bytes(u.get("remaining"))
     package_unlimited = _says_unlimited(simable.get("data"), simable.get("package_id"))
-    if u.get("is_unlimited") is True:
-        unlimited = True
-    elif (total or 0) == 0 and (remaining or 0) == 0 and package_unlimited and not recycled:
-        # Sandbox (and, per the docs, any unlimited package) may say is_unlimited false
-        # with 0/0 figures: the package bought says what it is.
-        unlimited = True
-    else:
-        unlimited = False
     packages = packages_from(history or [])
-    if any(p.unlimited and p.state == "active" for p in packages):
-        unlimited = True
-
+    unlimited = (
+        u.get("is_unlimited") is True
+        # Sandbox may say is_unlimited false with 0/0: the package bought says what it is.
+        or (not total and not remaining and package_unlimited and not recycled)
+        or any(p.unlimited and p.state == "active" for p in packages)
+    )
     total_b = remaining_b = None
     if not unlimited and not recycled and total:
-        # A package of 0 MB does not exist: 0/0 is "unknown", never "0 left"; a missing
-        # remaining figure is unknown too, never 0 (which reads "depleted" and buys).
+        # 0/0 is "unknown", never "0 left"; a missing remaining is unknown, never 0.
         total_b, remaining_b = total, remaining
     expires = parse_time(u.get("expired_at"))
     if state == EsimState.ACTIVE:
@@ -388,14 +281,14 @@ def esim_from(
     if history is not None:
         ref["history"] = json.dumps(
             [
-                [str(h.get("id")), str(_dict(h.get("package")).get("id")), str(h.get("status"))]
+                [str(h.get("id")), str(as_dict(h.get("package")).get("id")), str(h.get("status"))]
                 for h in history
             ]
         )
     return Esim(
         account=account,
         provider=AiraloProvider.id,
-        iccid=iccid,
+        iccid=str(sim.get("iccid")),
         state=state,
         plan=str(simable["package"]) if simable.get("package") else None,
         data_total_bytes=total_b,
@@ -442,12 +335,9 @@ class AiraloProvider(Provider):
         }
     )
     unit_base: ClassVar[int] = 1024
-    #: Airalo caches usage 20 minutes (60 in sandbox); asking sooner returns the same figures.
-    usage_ttl: ClassVar[timedelta] = timedelta(minutes=20)
-    #: Airalo recommends a full catalogue sync hourly.
-    catalogue_ttl: ClassVar[timedelta] = timedelta(hours=1)
-    #: A purchase sent may land up to the longest request timeout (600 s) later; an order
-    #: not found before that is "not yet", not "not made".
+    usage_ttl: ClassVar[timedelta] = timedelta(minutes=20)  # Airalo's own usage cache
+    catalogue_ttl: ClassVar[timedelta] = timedelta(hours=1)  # Airalo's recommended sync
+    #: A purchase may land up to the longest request timeout (600 s) after it was sent.
     order_lookup_lag: ClassVar[timedelta] = timedelta(minutes=11)
 
     # Documented limits (requests, per seconds). Benchmarks against a local fake may patch
@@ -457,12 +347,10 @@ class AiraloProvider(Provider):
     USAGE_PER_COMPANY: ClassVar[tuple[float, float]] = (5, 1.0)
     HISTORY_PER_ICCID: ClassVar[tuple[float, float]] = (10, 60.0)
     TOPUPS_PER_ICCID: ClassVar[tuple[float, float]] = (10, 60.0)
-    #: The packages page gives 80 and 40 a minute in two places: we keep to 40.
     PACKAGES_LIMIT: ClassVar[tuple[float, float]] = (40, 60.0)
-    #: Sandbox mode: 5 a second per endpoint; production allows more, but no list needs it.
     GENERAL_LIMIT: ClassVar[tuple[float, float]] = (5, 1.0)
     PAGE_SIZE: ClassVar[int] = 100
-    #: Usage calls in flight at once (each still waits for its throttles).
+    #: eSIMs whose usage is read at once (each call still waits for its throttles).
     CONCURRENCY: ClassVar[int] = 5
 
     @classmethod
@@ -491,23 +379,24 @@ class AiraloProvider(Provider):
             ctx.account.options, default_timeout=ctx.timeout
         )
 
-        def bucket(limit: tuple[float, float]) -> Throttle:
-            return Throttle(limit[0], per=limit[1], burst=int(limit[0]))
-
-        def keyed(limit: tuple[float, float]) -> KeyedThrottle:
-            return KeyedThrottle(limit[0], per=limit[1], burst=int(limit[0]))
-
-        self._token_throttle = bucket(self.TOKEN_LIMIT)
-        self._usage_company = bucket(self.USAGE_PER_COMPANY)
-        self._usage_iccid = keyed(self.USAGE_PER_ICCID)
-        self._history_iccid = keyed(self.HISTORY_PER_ICCID)
-        self._topups_iccid = keyed(self.TOPUPS_PER_ICCID)
-        self._packages = bucket(self.PACKAGES_LIMIT)
-        self._general: dict[str, Throttle] = {}
-        self._general_limit = bucket
+        self._token_throttle = Throttle(*self.TOKEN_LIMIT)
+        self._usage_company = Throttle(*self.USAGE_PER_COMPANY)
+        self._usage_iccid = KeyedThrottle(*self.USAGE_PER_ICCID)
+        self._history_iccid = KeyedThrottle(*self.HISTORY_PER_ICCID)
+        self._topups_iccid = KeyedThrottle(*self.TOPUPS_PER_ICCID)
+        self._packages = Throttle(*self.PACKAGES_LIMIT)
+        #: One bucket per endpoint shape (ICCIDs and ids folded), as sandbox counts them.
+        self._general = KeyedThrottle(*self.GENERAL_LIMIT)
         self._api: ApiClient | None = None
-        self._token_lock = asyncio.Lock()
-        self._access: str | None = None
+        # The key of the token records written before the kit: the same host and client id.
+        self._tokens = TokenSource(
+            ctx,
+            self._fetch_token,
+            key=token_key(self.api_root, ctx.secrets.get("CLIENT_ID", "")),
+            margin=TOKEN_MARGIN,
+            default_lifetime=TOKEN_MAX_AGE,
+            max_lifetime=TOKEN_MAX_AGE,
+        )
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -528,7 +417,8 @@ class AiraloProvider(Provider):
                 error_mapper=self._map_error,
                 retries=self._retries,
                 extra=self.ctx.extra,
-                secrets=self.ctx.secrets.values(),  # masked in its errors
+                secrets=self.ctx.secrets.values(),
+                transport=self.ctx.transport,
             )
         return self._api
 
@@ -537,67 +427,26 @@ class AiraloProvider(Provider):
             await self._api.aclose()
             self._api = None
 
-    def _scrub(self, text: str) -> str:
-        # One scrubber for the account: its secrets and every token sent (http.Scrubber).
-        return self.api.scrub(text)
-
-    def _endpoint_throttle(self, path: str) -> Throttle:
-        # One bucket per endpoint shape (ICCIDs and ids folded), as sandbox counts them.
-        key = re.sub(r"/\d+(?=/|$)", "/{id}", path)
-        if key not in self._general:
-            self._general[key] = self._general_limit(self.GENERAL_LIMIT)
-        return self._general[key]
-
-    def _cache_key(self) -> str:
-        # A token belongs to one client id on one host; a new pair or URL needs a new one.
-        raw = f"{self.api_root}\n{self.ctx.secrets.get('CLIENT_ID', '')}"
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-    async def _token(self, *, failed: str | None = None) -> str:
-        async with self._token_lock:
-            if self._access is not None and self._access != failed:
-                return self._access
-            now = self.ctx.clock()
-            if failed is None:
-                cached = self.ctx.token_cache.get() or {}
-                expires = parse_time(cached.get("expires_at"))
-                if (
-                    cached.get("access_token")
-                    and cached.get("key") == self._cache_key()
-                    and expires is not None
-                    and expires - TOKEN_MARGIN > now
-                ):
-                    self._access = cached["access_token"]
-                    return self._access
-            body = await self.api.request(
-                "POST",
-                "/v2/token",
-                data={
-                    "client_id": self.ctx.secrets.get("CLIENT_ID", ""),
-                    "client_secret": self.ctx.secrets.get("CLIENT_SECRET", ""),
-                    "grant_type": "client_credentials",
-                },
-                throttles=(self._token_throttle,),
+    async def _fetch_token(self) -> FetchedToken:
+        body = await self.api.request(
+            "POST",
+            "/v2/token",
+            data={
+                "client_id": self.ctx.secrets.get("CLIENT_ID", ""),
+                "client_secret": self.ctx.secrets.get("CLIENT_SECRET", ""),
+                "grant_type": "client_credentials",
+            },
+            throttles=(self._token_throttle,),
+        )
+        data = as_dict(as_dict(body).get("data"))
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AuthRejected(
+                f"Airalo sent no access token for account {self.account!r}",
+                account=self.account,
+                provider=self.id,
             )
-            data = _dict(_dict(body).get("data"))
-            token = data.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise AuthRejected(
-                    f"Airalo sent no access token for account {self.account!r}",
-                    account=self.account,
-                    provider=self.id,
-                )
-            lifetime = timedelta(seconds=to_int(data.get("expires_in")) or 0)
-            lifetime = min(lifetime, TOKEN_MAX_AGE) if lifetime > timedelta(0) else TOKEN_MAX_AGE
-            self._access = token
-            self.ctx.token_cache.set(
-                {
-                    "access_token": token,
-                    "expires_at": (now + lifetime).astimezone(UTC).isoformat(),
-                    "key": self._cache_key(),
-                }
-            )
-            return token
+        return FetchedToken(token, data.get("expires_in"))
 
     async def _call(
         self,
@@ -608,35 +457,27 @@ class AiraloProvider(Provider):
         throttles: tuple[Throttle, ...] = (),
         **kwargs: Any,
     ) -> Any:
-        """A request with the bearer token; one new token and one resend after a 401."""
-        throttles = (self._endpoint_throttle(path), *throttles)
-        token = await self._token()
-        try:
+        """A request with the bearer token; one new token and one resend after a 401
+        (refused before anything happened: resending even a purchase cannot buy twice)."""
+        general = self._general[re.sub(r"/\d+(?=/|$)", "/{id}", path)]
+
+        async def send(headers: dict[str, str]) -> Any:
             return await self.api.request(
                 method,
                 path,
                 idempotent=idempotent,
-                throttles=throttles,
-                headers={"Authorization": f"Bearer {token}"},
+                throttles=(general, *throttles),
+                headers=headers,
                 **kwargs,
             )
-        except AuthRejected as exc:
-            if exc.code != "token_rejected":
-                raise
-        # A 401 means the request was refused before anything happened: resending it,
-        # even a purchase, cannot buy twice.
-        token = await self._token(failed=token)
+
         try:
-            return await self.api.request(
-                method,
-                path,
-                idempotent=idempotent,
-                throttles=throttles,
-                headers={"Authorization": f"Bearer {token}"},
-                **kwargs,
+            return await self._tokens.with_bearer(
+                send, retry_if=lambda e: e.code == "token_rejected"
             )
         except AuthRejected as exc:
-            exc.code = "auth_rejected"
+            if exc.code == "token_rejected":  # a new token refused too: the credentials
+                exc.code = "auth_rejected"
             raise
 
     async def _pages(
@@ -646,20 +487,15 @@ class AiraloProvider(Provider):
         *,
         throttles: tuple[Throttle, ...] = (),
     ) -> list[dict[str, Any]]:
-        """Every record of a paginated list."""
-        out: list[dict[str, Any]] = []
-        page = 1
-        while page <= MAX_PAGES:
+        async def fetch(page: int) -> tuple[list[dict[str, Any]], bool]:
             query = {**(params or {}), "limit": str(self.PAGE_SIZE), "page": str(page)}
             body = await self._call("GET", path, params=query, throttles=throttles)
             items = read_page(body)
             if items is None:  # not "no records": an answer that says nothing
                 raise self._unreadable(path)
-            out.extend(items)
-            if not items or not has_next_page(body, page):
-                break
-            page += 1
-        return out
+            return items, has_next_page(body, page)
+
+        return await numbered_pages(fetch, max_pages=MAX_PAGES)
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -681,8 +517,8 @@ class AiraloProvider(Provider):
     def _map_error(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
         status = resp.status_code
         if status == 429 or status >= 500:
-            return None  # the shared mapping: RateLimited with Retry-After, TemporaryFailure
-        b = _dict(body)
+            return None  # the kit's mapping: RateLimited with Retry-After, TemporaryFailure
+        b = as_dict(body)
         path = resp.request.url.path
         acc = self.account
         fix = f"run 'esimctl account add {acc} --provider airalo --replace' to store new ones"
@@ -690,7 +526,7 @@ class AiraloProvider(Provider):
         if "code" in b and "reason" in b and "data" not in b:
             return self._business(to_int(b.get("code")), str(b.get("reason") or ""))
         data = b.get("data")
-        message = str(_dict(b.get("meta")).get("message") or "")
+        message = str(as_dict(b.get("meta")).get("message") or "")
         if path.endswith("/v2/token"):
             if status >= 400 or (isinstance(data, dict) and data and "access_token" not in data):
                 return AuthRejected(
@@ -712,11 +548,11 @@ class AiraloProvider(Provider):
             what = "eSIM" if "/sims/" in path else "record"
             return NotFound(f"Airalo has no such {what} for account {acc!r} ({path})")
         if status == 422 or (status < 300 and message == "the parameter is invalid"):
-            return self._validation(_dict(data))
+            return self._validation(as_dict(data))
         return None
 
     def _business(self, code: int | None, reason: str) -> EsimctlError:
-        reason = self._scrub(reason).strip().rstrip(".")
+        reason = self.api.scrub(reason).strip().rstrip(".")
         text = f"Airalo: {reason} (code {code})" if reason else f"Airalo refused (code {code})"
         if code == 11:
             detail = re.sub(r"^insufficient airalo credit\W*", "", reason, flags=re.IGNORECASE)
@@ -740,7 +576,7 @@ class AiraloProvider(Provider):
         return ProviderError(text)
 
     def _validation(self, fields: Mapping[str, Any]) -> EsimctlError:
-        items = {str(k): self._scrub(str(v)) for k, v in fields.items()}
+        items = {str(k): self.api.scrub(str(v)) for k, v in fields.items()}
         pkg = items.get("package_id", "")
         if "exceed_limit" in pkg:
             return ProviderError("Airalo refused the top-up: the purchase limit for it is reached")
@@ -761,9 +597,8 @@ class AiraloProvider(Provider):
         first = read_page(body)
         if first is None:
             raise self._unreadable("/v2/sims")
-        total = to_int(_dict(_dict(body).get("meta")).get("total"))
-        count = total if total is not None and total >= 0 else len(first)
-        text = f"{count} eSIM(s)"
+        total = to_int(as_dict(as_dict(body).get("meta")).get("total"))
+        text = f"{total if total is not None and total >= 0 else len(first)} eSIM(s)"
         try:
             bal = await self.balance()
         except (NotFound, ProviderError):
@@ -776,7 +611,7 @@ class AiraloProvider(Provider):
             f"/v2/sims/{iccid}/usage",
             throttles=(self._usage_company, self._usage_iccid[iccid]),
         )
-        return _dict(_dict(body).get("data"))
+        return as_dict(as_dict(body).get("data"))
 
     async def _history(self, iccid: str) -> list[dict[str, Any]] | None:
         """The package history; None when unreadable (then figures alone must tell)."""
@@ -785,35 +620,30 @@ class AiraloProvider(Provider):
         )
         return read_page(body)
 
-    def _awaiting_topup(self) -> set[str]:
-        """ICCIDs with a top-up of ours not yet seen applied: their package history is read
-        too, because the usage figures lag up to 20 minutes behind a top-up."""
-        return {o.iccid for o in self.ctx.journal.open_orders() if o.iccid}
-
     async def list_esims(self) -> list[Esim]:
         sims = await self._pages("/v2/sims", {"include": "order,order.status"})
-        now = self.ctx.clock()
-        gate = asyncio.Semaphore(self.CONCURRENCY)
-        awaiting = self._awaiting_topup()
-
-        async def one(sim: dict[str, Any]) -> Esim:
-            iccid = str(sim.get("iccid"))
-            usage: dict[str, Any] | None = None
-            history: list[dict[str, Any]] | None = None
-            if sim.get("recycled") is not True:  # a recycled eSIM has no figures to ask for
-                async with gate:
-                    try:
-                        usage = await self._usage(iccid)
-                        if iccid in awaiting:
-                            history = await self._history(iccid)
-                    except NotFound:
-                        usage = None
-            return esim_from(sim, usage, account=self.account, now=now, history=history)
-
         if any(not isinstance(s.get("iccid"), str) or not s["iccid"].strip() for s in sims):
             # An entry without an ICCID is not an eSIM esimctl can show or leave out.
             raise self._unreadable("/v2/sims")
-        return list(await asyncio.gather(*(one(s) for s in sims)))
+        now = self.ctx.clock()
+        # Usage lags up to 20 minutes behind a top-up: where one of ours is not yet seen
+        # applied, the package history is read too.
+        awaiting = {o.iccid for o in self.ctx.journal.open_orders() if o.iccid}
+
+        async def one(sim: dict[str, Any]) -> Esim:
+            iccid = sim["iccid"]
+            usage: dict[str, Any] | None = None
+            history: list[dict[str, Any]] | None = None
+            if sim.get("recycled") is not True:  # a recycled eSIM has no figures to ask for
+                try:
+                    usage = await self._usage(iccid)
+                    if iccid in awaiting:
+                        history = await self._history(iccid)
+                except NotFound:
+                    usage = None
+            return esim_from(sim, usage, account=self.account, now=now, history=history)
+
+        return await bounded_map(sims, one, limit=self.CONCURRENCY)
 
     async def get_esim(self, iccid: str) -> Esim:
         sim_body, usage, history = await asyncio.gather(
@@ -821,7 +651,7 @@ class AiraloProvider(Provider):
             self._usage(iccid),
             self._history(iccid),
         )
-        sim = _dict(_dict(sim_body).get("data")) or {"iccid": iccid}
+        sim = as_dict(as_dict(sim_body).get("data")) or {"iccid": iccid}
         return esim_from(sim, usage, account=self.account, now=self.ctx.clock(), history=history)
 
     async def topups(self, esim: Esim) -> list[Plan]:
@@ -831,7 +661,7 @@ class AiraloProvider(Provider):
         items = read_page(body)
         if items is None:  # "sells no top-ups" is {"data": []}, not this
             raise self._unreadable(f"/v2/sims/{esim.iccid}/topups")
-        pricing = _dict(_dict(body).get("pricing"))
+        pricing = as_dict(as_dict(body).get("pricing"))
         return [
             plan_from(p, account=self.account, pricing=pricing, kind="topup")
             for p in items
@@ -847,15 +677,15 @@ class AiraloProvider(Provider):
         for dest in destinations:
             # Local entries name their country; regional/global ones leave it empty.
             dest_cc = str(dest.get("country_code") or "").upper()
-            for op in dest.get("operators") or []:
+            for op in as_list(dest.get("operators")):
                 if not isinstance(op, dict):
                     continue
                 codes = tuple(
                     str(c.get("country_code")).upper()
-                    for c in op.get("countries") or []
+                    for c in as_list(op.get("countries"))
                     if isinstance(c, dict) and c.get("country_code")
                 ) or ((dest_cc,) if dest_cc else (cc,))
-                for pkg in op.get("packages") or []:
+                for pkg in as_list(op.get("packages")):
                     if not isinstance(pkg, dict) or not pkg.get("id"):
                         continue
                     title = str(pkg.get("title") or pkg.get("data") or pkg["id"])
@@ -870,21 +700,17 @@ class AiraloProvider(Provider):
 
     async def balance(self) -> Money | None:
         body = await self._call("GET", "/v2/balance")
-        balances = _dict(_dict(body).get("data")).get("balances")
+        balances = as_dict(as_dict(body).get("data")).get("balances")
         if isinstance(balances, list):
             balances = balances[0] if balances else {}
-        avail = _dict(_dict(balances).get("availableBalance"))
-        amount = to_decimal(avail.get("amount"))
-        if amount is None:
-            return None
-        return Money(amount, str(avail.get("currency") or CURRENCY))
+        avail = as_dict(as_dict(balances).get("availableBalance"))
+        return usd(avail.get("amount"), avail.get("currency"))
 
     # -- buying ------------------------------------------------------------------------------
 
     @staticmethod
     def description_for(reference: str, iccid: str) -> str:
-        """What travels in ``description``: our reference, and the ICCID that top-up
-        orders otherwise lose (they list ``sims: []``)."""
+        """Our reference, and the ICCID that top-up orders otherwise lose (``sims: []``)."""
         prefix = "" if reference.startswith("esimctl") else "esimctl "
         return f"{prefix}{reference} ({iccid})"
 
@@ -894,15 +720,14 @@ class AiraloProvider(Provider):
             "iccid": esim.iccid,
             "description": self.description_for(reference, esim.iccid),
         }
-        # The endpoint documents multipart/form-data (Airalo's own SDK sends JSON; the
-        # server takes both). ``files`` with no file name makes httpx send plain fields.
+        # Multipart as documented: ``files`` without file names sends plain form fields.
         body = await self._call(
             "POST",
             "/v2/orders/topups",
             idempotent=False,
             files={k: (None, v) for k, v in fields.items()},
         )
-        data = _dict(_dict(body).get("data"))
+        data = as_dict(as_dict(body).get("data"))
         if not data.get("id") and not data.get("code"):
             raise OutcomeUnknown(
                 "Airalo answered the top-up without an order; its outcome will be checked "
@@ -910,25 +735,16 @@ class AiraloProvider(Provider):
                 account=self.account,
                 provider=self.id,
             )
-        # What the answer says was charged, as given (0, negative or above the listed price
-        # included: the purchase pipeline compares it with the listed price and the caps).
-        # A charge field that is not a finite number gives no price, never a guess.
-        price: Money | None
-        for key in ("total_amount_paid", "unit_paid_price", "net_price"):
-            if data.get(key) is not None:
-                paid = to_decimal(data[key])
-                price = Money(paid, CURRENCY) if paid is not None else None
-                break
-        else:
-            price = plan_price(
-                data,
-                {
-                    "model": data.get("pricing_model"),
-                    "discount_percentage": data.get("discount_percentage"),
-                },
-            )
+        # The charge the answer reports, as given (the purchase pipeline checks it); one
+        # that is no number is no price, never the retail price instead.
+        keys = ("total_amount_paid", "unit_paid_price", "net_price")
+        paid = [data[k] for k in keys if data.get(k) is not None]
+        pricing = {
+            "model": data.get("pricing_model"),
+            "discount_percentage": data.get("discount_percentage"),
+        }
+        price = usd(paid[0]) if paid else plan_price(data, pricing)
         order = order_from(data, account=self.account, now=self.ctx.clock(), iccid=esim.iccid)
-        # ``price`` stays None where the charge is unreadable: never the retail price instead.
         return replace(order, reference=reference, price=price)
 
     async def find_order(
@@ -938,13 +754,10 @@ class AiraloProvider(Provider):
 
         def mine(item: Mapping[str, Any]) -> bool:
             ref, described = reference_in(item.get("description"))
-            if ref != reference:
-                return False
-            return iccid is None or described in (None, iccid)
+            return ref == reference and (iccid is None or described in (None, iccid))
 
-        async def lookup(params: Mapping[str, str]) -> list[dict[str, Any]]:
-            # An answer esimctl cannot read is never evidence that nothing was bought: it
-            # leaves the order unresolved (retry later), it never reads "no such order".
+        async def lookup(params: Mapping[str, str]) -> Order | None:
+            # An answer esimctl cannot read leaves the order unresolved, never "not made".
             try:
                 items = await self._pages("/v2/orders", {"include": "sims,status", **params})
             except ProviderError as exc:
@@ -953,36 +766,28 @@ class AiraloProvider(Provider):
                 raise
             if any("description" not in i or not (i.get("id") or i.get("code")) for i in items):
                 raise self._lookup_unreadable()
-            return items
+            found = next((i for i in items if mine(i)), None)
+            return order_from(found, account=self.account, now=now) if found else None
 
-        for item in await lookup({"filter[description]": reference}):
-            if mine(item):
-                return order_from(item, account=self.account, now=now)
+        found = await lookup({"filter[description]": reference})
+        if found is not None:
+            return found
         # The description filter is a LIKE search; should it miss, read the order list
         # since the day before the purchase (the naive times' zone is not documented).
         first = (since - timedelta(days=1)).astimezone(UTC)
         window = f"{first:%Y-%m-%d} - {(now + timedelta(days=1)).astimezone(UTC):%Y-%m-%d}"
-        for item in await lookup({"filter[created_at]": window}):
-            if mine(item):
-                return order_from(item, account=self.account, now=now)
-        return None
+        return await lookup({"filter[created_at]": window})
 
     def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
-        """Applied when the eSIM's package history lists the bought package anew.
-
-        Usage figures are cached 20 minutes by Airalo, so they cannot tell; the package
-        history (read by ``get_esim``) can.
-        """
+        """Applied once the package history lists the bought package anew (usage figures
+        are cached 20 minutes: they cannot tell); figures only without a history."""
         after_h = _history_ref(after)
         if after_h is None:
-            grew = (
-                (after.data_total_bytes or 0) > (before.data_total_bytes or 0) if before else False
-            )
+            if before is None:
+                return False
+            grew = (after.data_total_bytes or 0) > (before.data_total_bytes or 0)
             extended = bool(
-                before
-                and before.expires_at
-                and after.expires_at
-                and after.expires_at > before.expires_at
+                before.expires_at and after.expires_at and after.expires_at > before.expires_at
             )
             return grew or extended
         ours = [h for h in after_h if order.plan_id is None or h[1] == order.plan_id]

@@ -1,33 +1,12 @@
 """eSIM Access open API v1 (api.esimaccess.com, the RedteaGO platform).
 
-What is peculiar about it, and how this module copes:
-
-* Every call is a ``POST`` with a JSON body, signed with HMAC-SHA256 over
-  ``timestamp + request id + access code + body`` (the exact bytes sent). The signature is
-  made per attempt by an ``httpx.Auth`` flow, so a retried read carries a fresh timestamp
-  and request id. The official test vector keys the HMAC with the SecretKey; the
-  provider's own agent notes key it with the AccessCode. We sign with the SecretKey and,
-  if the answer is ``101003`` (signature mismatch), sign once more with the AccessCode and
-  keep whichever worked (also for later runs, in the account's token cache).
-* Answers come in an envelope ``{success, errorCode, errorMsg, obj}``, almost always with
-  HTTP 200: ``success`` may be a boolean or the string ``"true"``, ``errorCode`` ``null`` or
-  ``"0"`` on success, and the message field ``errorMsg`` or ``errorMessage``.
-* Money is an integer in 1/10,000 USD; data is in binary bytes; times look like
-  ``2025-06-16T08:02:11+0000``. Before an eSIM is activated ``expiredTime`` is the install
-  deadline (creation + ``unusedValidTime``), not the end of the plan.
-* ICCIDs are reused, so ``esimTranNo`` is the key; usage figures lag 2-3 hours, and
-  ``/esim/usage/query`` (10 eSIMs per call) says as of when (``lastUpdateTime``).
-* A top-up is synchronous and stacks (data and days add up). It carries our
-  ``transactionId``, made before the call; after a lost answer we look for that id in the
-  eSIM's package list, or for the package the top-up would have added, before anything
-  is bought again; the same top-up asked for again after an unknown outcome is sent with
-  the same ``transactionId``, which eSIM Access takes for the same request.
-* 8 requests per second for the whole account.
+What the API does and which reading of its self-contradicting docs esimctl takes is in
+``docs/providers/esimaccess.md``; this module is that page in code. Throttling, retries,
+secrets, paging and reading values are the provider kit's (``providers/kit``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -37,7 +16,6 @@ import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 import httpx
@@ -50,6 +28,7 @@ from esimctl.errors import (
     InvalidInput,
     LimitRefused,
     NotFound,
+    NotSent,
     OutcomeUnknown,
     ProviderError,
     RateLimited,
@@ -57,138 +36,55 @@ from esimctl.errors import (
 )
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
+from esimctl.providers.kit.concurrency import bounded_map
 from esimctl.providers.kit.http import ApiClient, Throttle, retry_after, shape_of
+from esimctl.providers.kit.paging import counted_pages
+from esimctl.providers.kit.units import to_money
+from esimctl.providers.kit.values import parse_time, records, to_bool, to_decimal, to_int
 
 API = "/api/v1/open"
 PROVIDER_ID = "esimaccess"
-PRICE_SCALE = Decimal(10_000)
 CURRENCY = "USD"
-#: Documented limit: 8 requests per second per account (since v1.5).
+#: Prices and the balance are integers in 1/10,000 of the currency.
+PRICE_SCALE = 10_000
 RATE_PER_SECOND = 8
 #: ``pager.pageSize`` accepts 5..500.
 PAGE_SIZE = 500
 MAX_PAGES = 10_000
 #: ``/esim/usage/query`` takes at most 10 esimTranNo per call.
 USAGE_BATCH = 10
-#: By default usage times are asked for up to this many eSIMs in use (20 calls, ~2.5 s at
-#: 8 requests a second); beyond, only when ``usage_times = true``.
+#: Usage times are asked for up to this many eSIMs in use, beyond only with ``usage_times``.
 USAGE_AUTO_MAX = 200
 #: The open API v1 went live in October 2022: nothing was bought before.
 LIST_SINCE = datetime(2022, 10, 1, tzinfo=UTC)
-#: Day-pass top-ups are sold per day; we offer these lengths (``periodNum``).
+#: The lengths a day pass is offered in (``periodNum``).
 DAY_PASS_DAYS = (1, 7, 30)
-#: ``transactionId`` is at most 50 characters.
 MAX_TRANSACTION_ID = 50
-#: How long the purchase journal keeps a record, and how long a lost transactionId is
-#: sent again for the same top-up.
-JOURNAL_KEEP = timedelta(days=30)
+#: How long a transactionId whose answer was lost is sent again for the same top-up.
 REUSE_WITHIN = timedelta(days=1)
-#: Codes meaning "the credentials are wrong" (401001 only in the agent notes).
 AUTH_CODES = frozenset({"000101", "000102", "101003", "401001"})
-#: Beyond 10**±MAX_EXPONENT a figure is no figure at all (and would only slow arithmetic).
-MAX_EXPONENT = 1000
-#: Codes meaning "no such package".
 UNKNOWN_PLAN_CODES = frozenset({"310201", "310211", "310241", "310243", "310251"})
+MISSING_PARAMETER_CODES = ("000105", "000106")
 
+_UNIT_DAYS = {"DAY": 1, "MONTH": 30, "YEAR": 365}
 _NOT_ACTIVE = {"CREATE", "PAYING", "PAID", "GETTING_RESOURCE", "GOT_RESOURCE"}
+_CANCELLED = {"CANCEL", "CANCELED", "CANCELLED"}
 _STATES: dict[str, EsimState] = {
     **{s: EsimState.NOT_ACTIVE for s in _NOT_ACTIVE},
     "IN_USE": EsimState.ACTIVE,
     "USED_UP": EsimState.DEPLETED,
     "UNUSED_EXPIRED": EsimState.EXPIRED,
     "USED_EXPIRED": EsimState.EXPIRED,
-    # Cancelled and revoked profiles go back to the pool: their ICCIDs are reused.
-    "CANCEL": EsimState.RECYCLED,
-    "CANCELED": EsimState.RECYCLED,
-    "CANCELLED": EsimState.RECYCLED,
-    "REVOKE": EsimState.RECYCLED,  # the query docs' spelling
-    "REVOKED": EsimState.RECYCLED,  # the webhook docs' spelling
+    **{s: EsimState.RECYCLED for s in (*_CANCELLED, "REVOKE", "REVOKED")},
     "SUSPENDED": EsimState.UNKNOWN,
 }
 
 
-# -- parsers: pure functions, fed the documented examples in the tests ----------------------
-
-
-def parse_time(value: Any) -> datetime | None:
-    """``2025-06-16T08:02:11+0000``, ``…Z``, ``…+00:00``, naive (UTC), or epoch s/ms."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
-        try:
-            n = float(value)
-            if not n > 0:  # also NaN
-                return None
-            return datetime.fromtimestamp(n / 1000 if n > 10**11 else n, UTC)
-        except (OverflowError, ValueError, OSError):  # beyond any date: not a time
-            return None
-    if not isinstance(value, str):
-        return None
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:  # the docs say every time is UTC
-        return dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def _decimal(value: Any) -> Decimal | None:
-    """A finite Decimal from a number or a numeric string; None for anything else (NaN,
-    infinities, text, and exponents beyond any arithmetic esimctl does on figures)."""
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    if not isinstance(value, int | float | str | Decimal):
-        return None
-    try:
-        d = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    if not d.is_finite() or abs(d.adjusted()) > MAX_EXPONENT:
-        return None
-    return d
-
-
-def parse_int(value: Any) -> int | None:
-    """An integer that may come as a number, a numeric string or a float. Figures are
-    taken as given (1e30 stays 10**30, -5 stays -5: the plausibility checks judge them);
-    what is no whole number (NaN, 1.5) is None, never rounded into one."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    d = _decimal(value)
-    if d is None or d != d.to_integral_value():
-        return None
-    return int(d)
-
-
-def parse_money(value: Any, currency: Any = None) -> Money | None:
-    """1/10,000 of the currency, as an integer, a string or (defensively) a float; None
-    when it is no finite number."""
-    units = _decimal(value)
-    if units is None:
-        return None
-    cur = currency.strip().upper() if isinstance(currency, str) and currency.strip() else CURRENCY
-    return Money(units / PRICE_SCALE, cur)
-
-
-def to_units(m: Money) -> str:
-    """Money back to the API's 1/10,000 integer, as the string ``/esim/topup`` documents.
-    A price that is no finite number cannot be sent: refused, nothing is bought."""
-    if not m.amount.is_finite():
-        raise LimitRefused(f"the listed price {m.amount} is not a number; nothing was bought")
-    return str(int((m.amount * PRICE_SCALE).to_integral_value()))
+# -- the envelope and its error codes ----------------------------------------------------------
 
 
 def is_success(body: Any) -> bool:
-    if not isinstance(body, Mapping):
-        return False
-    ok = body.get("success")
-    if isinstance(ok, str):
-        return ok.strip().lower() == "true"
-    return ok is True
+    return isinstance(body, Mapping) and to_bool(body.get("success")) is True
 
 
 def is_envelope(body: Any) -> bool:
@@ -196,14 +92,27 @@ def is_envelope(body: Any) -> bool:
 
 
 def envelope_error(body: Mapping[str, Any]) -> tuple[str, str]:
-    """(errorCode, message) of a failed answer; the docs name the message field both ways."""
+    """(errorCode, message) of a failed answer."""
     code = body.get("errorCode")
     msg = body.get("errorMsg") or body.get("errorMessage") or ""
     return ("" if code is None else str(code).strip(), str(msg).strip())
 
 
+class ApiRefused(ProviderError):
+    """An eSIM Access error code with no more precise meaning for esimctl."""
+
+    def __init__(self, message: str, *, api_code: str) -> None:
+        super().__init__(message)
+        self.api_code = api_code
+
+
+class DuplicateTransaction(ProviderError):
+    """``310402``: the transactionId was used before, so that purchase already happened."""
+
+    code = "duplicate_transaction"
+
+
 def map_error(code: str, message: str, *, account: str | None = None) -> EsimctlError:
-    """An eSIM Access error code as an esimctl error (the exit code follows from the type)."""
     said = f" ({message})" if message else ""
     fix = (
         f"run 'esimctl account add {account} --provider {PROVIDER_ID} --replace' to store new ones"
@@ -225,7 +134,6 @@ def map_error(code: str, message: str, *, account: str | None = None) -> Esimctl
     if code in UNKNOWN_PLAN_CODES:
         return InvalidInput(f"eSIM Access has no such package [{code}]{said}")
     if code in ("200005", "200006"):
-        # We send the listed price as ``amount``: eSIM Access refuses when its own differs.
         return LimitRefused(
             f"refused: the price of this package changed at eSIM Access [{code}]; nothing "
             "was bought. List the plans again ('esimctl plans ESIM') to see the new price"
@@ -246,40 +154,31 @@ def map_error(code: str, message: str, *, account: str | None = None) -> Esimctl
     return ApiRefused(f"eSIM Access error [{code or 'unknown'}]{said}", api_code=code)
 
 
-class ApiRefused(ProviderError):
-    """An eSIM Access error code with no more precise meaning for esimctl."""
-
-    def __init__(self, message: str, *, api_code: str) -> None:
-        super().__init__(message)
-        self.api_code = api_code
+# -- values ------------------------------------------------------------------------------------
 
 
-class DuplicateTransaction(ProviderError):
-    """``310402``: the transactionId was used before, so that purchase already happened."""
+def parse_money(value: Any, currency: Any = None) -> Money | None:
+    cur = currency.strip().upper() if isinstance(currency, str) and currency.strip() else CURRENCY
+    return to_money(value, cur, scale=PRICE_SCALE)
 
-    code = "duplicate_transaction"
+
+def to_units(m: Money) -> str:
+    """Money as the 1/10,000 integer string ``/esim/topup`` takes as ``amount``."""
+    if not m.amount.is_finite():
+        raise LimitRefused(f"the listed price {m.amount} is not a number; nothing was bought")
+    return str(int((m.amount * PRICE_SCALE).to_integral_value()))
 
 
-def esim_state(esim_status: Any, smdp_status: Any = None) -> EsimState:
-    status = str(esim_status or "").strip().upper()
-    state = _STATES.get(status, EsimState.UNKNOWN)
-    if state == EsimState.UNKNOWN and not status and str(smdp_status or "").upper() == "RELEASED":
-        return EsimState.NOT_ACTIVE
-    return state
+def _api_time(dt: datetime) -> str:
+    """The request time format of ``/esim/query``: ``2025-06-01T00:00+00:00``."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M+00:00")
 
 
 def _days(duration: Any, unit: Any) -> int | None:
-    n = parse_int(duration)
-    if n is None:
-        return None
+    n = to_int(duration)
     u = str(unit or "DAY").strip().upper()
-    if u.startswith("DAY"):
-        return n
-    if u.startswith("MONTH"):
-        return n * 30
-    if u.startswith("YEAR"):
-        return n * 365
-    return None
+    factor = next((f for p, f in _UNIT_DAYS.items() if u.startswith(p)), None)
+    return None if n is None or factor is None else n * factor
 
 
 def _countries(raw: Mapping[str, Any]) -> tuple[str, ...]:
@@ -292,11 +191,19 @@ def _countries(raw: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes))
 
 
+def esim_state(esim_status: Any, smdp_status: Any = None) -> EsimState:
+    status = str(esim_status or "").strip().upper()
+    state = _STATES.get(status, EsimState.UNKNOWN)
+    if state == EsimState.UNKNOWN and not status and str(smdp_status or "").upper() == "RELEASED":
+        return EsimState.NOT_ACTIVE
+    return state
+
+
+# -- packages (plans) --------------------------------------------------------------------------
+
+
 def is_day_pass(raw: Mapping[str, Any]) -> bool:
-    """Day passes are priced and sized per day and bought with ``periodNum``."""
-    return (
-        parse_int(raw.get("dataType")) in (2, 3, 4) or parse_int(raw.get("supportTopUpType")) == 3
-    )
+    return to_int(raw.get("dataType")) in (2, 3, 4) or to_int(raw.get("supportTopUpType")) == 3
 
 
 def parse_plans(raw: Mapping[str, Any], *, account: str, kind: str) -> list[Plan]:
@@ -305,13 +212,10 @@ def parse_plans(raw: Mapping[str, Any], *, account: str, kind: str) -> list[Plan
     if not code:
         return []
     name = str(raw.get("name") or raw.get("description") or code).strip()
-    data_type = parse_int(raw.get("dataType"))
-    # -1 is the usual "no limit" marker; any other negative volume is kept as given, for
-    # the plausibility checks to refuse.
-    unlimited = data_type == 4 or parse_int(raw.get("volume")) == -1
-    volume = None if unlimited else parse_int(raw.get("volume"))
+    # -1 is "no limit"; any other negative volume stays, for the plausibility checks.
+    unlimited = to_int(raw.get("dataType")) == 4 or to_int(raw.get("volume")) == -1
+    volume = None if unlimited else to_int(raw.get("volume"))
     price = parse_money(raw.get("price"), raw.get("currencyCode"))
-    stacking = "stacks" if kind == "topup" else None
     base = Plan(
         id=code,
         account=account,
@@ -323,32 +227,31 @@ def parse_plans(raw: Mapping[str, Any], *, account: str, kind: str) -> list[Plan
         validity_days=_days(raw.get("duration"), raw.get("durationUnit")),
         price=price,
         countries=_countries(raw),
-        stacking=stacking,
+        stacking="stacks" if kind == "topup" else None,
         unit_base=1024,
     )
     if not is_day_pass(raw):
         return [base]
-    out = []
-    for n in DAY_PASS_DAYS:
-        out.append(
-            replace(
-                base,
-                id=f"{code}:{n}d",
-                name=f"{name} · {n} day{'s' if n > 1 else ''}",
-                data_bytes=None if volume is None else volume * n,
-                validity_days=n,
-                price=None if price is None else Money(price.amount * n, price.currency),
-            )
+    return [
+        replace(
+            base,
+            id=f"{code}:{n}d",
+            name=f"{name} · {n} day{'s' if n > 1 else ''}",
+            data_bytes=None if volume is None else volume * n,
+            validity_days=n,
+            price=None if price is None else Money(price.amount * n, price.currency),
         )
-    return out
+        for n in DAY_PASS_DAYS
+    ]
 
 
 def split_plan_id(plan_id: str) -> tuple[str, int | None]:
     """``TOPUP_JP01:7d`` → (``TOPUP_JP01``, 7); a plain code → (code, None)."""
     m = re.fullmatch(r"(.+):(\d{1,3})d", plan_id)
-    if m:
-        return m.group(1), int(m.group(2))
-    return plan_id, None
+    return (m.group(1), int(m.group(2))) if m else (plan_id, None)
+
+
+# -- eSIMs, their usage and their orders -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -361,21 +264,21 @@ class Usage:
 
 
 def parse_usage(obj: Any) -> dict[str, Usage]:
-    """``obj.esimUsageList`` per the docs and real clients; a bare list per EA-REF."""
+    """``obj.esimUsageList``, or ``obj`` as a bare list."""
     rows = obj.get("esimUsageList") if isinstance(obj, Mapping) else obj
-    out: dict[str, Usage] = {}
-    for r in rows or []:
-        if not isinstance(r, Mapping) or not r.get("esimTranNo"):
-            continue
-        out[str(r["esimTranNo"])] = Usage(
-            used=parse_int(r.get("dataUsage")),
-            total=parse_int(r.get("totalData")),
+    return {
+        str(r["esimTranNo"]): Usage(
+            used=to_int(r.get("dataUsage")),
+            total=to_int(r.get("totalData")),
             as_of=parse_time(r.get("lastUpdateTime")),
         )
-    return out
+        for r in rows or []
+        if isinstance(r, Mapping) and r.get("esimTranNo")
+    }
 
 
 def _packages(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``packageList``, oldest first."""
     pkgs = [p for p in raw.get("packageList") or [] if isinstance(p, Mapping)]
     epoch = datetime.min.replace(tzinfo=UTC)
     return sorted(pkgs, key=lambda p: parse_time(p.get("createTime")) or epoch)
@@ -383,10 +286,6 @@ def _packages(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def _is_topup_package(p: Mapping[str, Any], index: int) -> bool:
     return index > 0 or str(p.get("packageCode") or "").upper().startswith("TOPUP_")
-
-
-def _tx_ids(raw: Mapping[str, Any]) -> list[str]:
-    return [str(p["transactionId"]) for p in _packages(raw) if p.get("transactionId")]
 
 
 def _activated(raw: Mapping[str, Any], state: EsimState) -> bool:
@@ -414,14 +313,13 @@ def parse_esim(
     base = base or (pkgs[0] if pkgs else None)
     plan = str(base.get("packageName") or base.get("packageCode") or "") if base else ""
 
-    data_type = parse_int(raw.get("dataType"))
-    total = parse_int(raw.get("totalVolume"))
-    used = parse_int(raw.get("orderUsage"))
-    unlimited = data_type == 4 or total == -1  # other negatives stay, to be refused
+    total = to_int(raw.get("totalVolume"))
+    used = to_int(raw.get("orderUsage"))
+    unlimited = to_int(raw.get("dataType")) == 4 or total == -1  # other negatives stay
     as_of: datetime | None = None
     if usage is not None:
-        # Both figures lag; the larger one is the newer. The top-up answer and the
-        # package list update totalVolume at once, so it wins over totalData.
+        # Both figures lag: the larger one is the newer. totalVolume moves at once with a
+        # top-up, so it wins over totalData.
         if usage.used is not None:
             used = max(used or 0, usage.used)
         if total is None:
@@ -429,8 +327,6 @@ def parse_esim(
         as_of = usage.as_of
     elif state == EsimState.NOT_ACTIVE:
         as_of = fetched_at  # nothing used yet: the figures are exact now
-    # A usage figure given but unreadable (NaN, 1.5) leaves what is left unknown: never
-    # "nothing used", which would show the whole package as left.
     used_unreadable = used is None and raw.get("orderUsage") not in (None, "")
     remaining = None if total is None or used_unreadable else max(total - (used or 0), 0)
     if state == EsimState.ACTIVE and not unlimited and remaining == 0 and total:
@@ -439,10 +335,9 @@ def parse_esim(
     activated = _activated(raw, state)
     expires = parse_time(raw.get("expiredTime"))
     activate_time = parse_time(raw.get("activateTime"))
-    days = parse_int(raw.get("totalDuration"))
+    days = to_int(raw.get("totalDuration"))
     if activated and activate_time is not None and days is not None:
-        # After activation expiredTime should be activation + total duration. If it still
-        # holds the (later) install deadline, the plan's own end is the honest figure.
+        # Still the (later) install deadline after activation: the plan's own end instead.
         try:
             plan_end: datetime | None = activate_time + timedelta(days=days)
         except OverflowError:  # a duration beyond any calendar: no end is known from it
@@ -456,24 +351,22 @@ def parse_esim(
     packages = tuple(
         Package(
             name=str(p.get("packageName") or p.get("packageCode") or "") or None,
-            # Top-ups pour into one pool with the base package: they share its state.
-            state=state.value,
-            data_total_bytes=None if unlimited else parse_int(p.get("volume")),
+            state=state.value,  # top-ups pour into one pool with the base package
+            data_total_bytes=None if unlimited else to_int(p.get("volume")),
             data_remaining_bytes=None,
             unlimited=unlimited,
         )
-        for i, p in enumerate(pkgs)
+        for p in pkgs
     )
     ref = {
         "esimTranNo": str(raw.get("esimTranNo") or ""),
         "orderNo": str(raw.get("orderNo") or ""),
         "esimStatus": str(raw.get("esimStatus") or ""),
         "smdpStatus": str(raw.get("smdpStatus") or ""),
-        # Before activation expiredTime is the deadline to install the eSIM.
         "expiry": "plan_end" if activated else "install_by",
         "countries": ",".join(_countries(base)) if base else "",
         "packageCode": str(base.get("packageCode") or "") if base else "",
-        "transactionIds": ",".join(_tx_ids(raw)),
+        "transactionIds": ",".join(str(p["transactionId"]) for p in pkgs if p.get("transactionId")),
     }
     return Esim(
         account=account,
@@ -493,29 +386,26 @@ def parse_esim(
 
 
 def newest_per_iccid(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """ICCIDs are reused: keep the latest allocation (highest esimTranNo) of each."""
+    """ICCIDs are reused: the latest allocation (created last, highest esimTranNo) of each."""
+
+    def key(r: Mapping[str, Any]) -> tuple[datetime, str]:
+        pkgs = _packages(r)
+        created = parse_time(pkgs[0].get("createTime")) if pkgs else None
+        return (created or datetime.min.replace(tzinfo=UTC), str(r.get("esimTranNo") or ""))
+
     best: dict[str, Mapping[str, Any]] = {}
     for r in rows:
         iccid = str(r.get("iccid") or "")
-        if not iccid:
-            continue
-        old = best.get(iccid)
-        if old is None or _allocation_key(r) >= _allocation_key(old):
+        if iccid and (iccid not in best or key(r) >= key(best[iccid])):
             best[iccid] = r
     return list(best.values())
-
-
-def _allocation_key(r: Mapping[str, Any]) -> tuple[datetime, str]:
-    pkgs = _packages(r)
-    created = parse_time(pkgs[0].get("createTime")) if pkgs else None
-    return (created or datetime.min.replace(tzinfo=UTC), str(r.get("esimTranNo") or ""))
 
 
 def parse_orders(raw: Mapping[str, Any], *, account: str) -> list[Order]:
     """The purchases one eSIM shows: the eSIM's own order, then each top-up package."""
     iccid = str(raw.get("iccid") or "") or None
     status = str(raw.get("esimStatus") or "").upper()
-    if status in ("CANCEL", "CANCELED", "CANCELLED"):
+    if status in _CANCELLED:
         first_state = OrderState.FAILED  # cancelled profiles are refunded
     elif status in ("CREATE", "PAYING", "PAID", "GETTING_RESOURCE"):
         first_state = OrderState.PENDING
@@ -532,11 +422,9 @@ def parse_orders(raw: Mapping[str, Any], *, account: str) -> list[Order]:
         if topup:
             oid = str(p.get("esimTranNo") or p.get("transactionId") or f"{order_no}/{i}")
             reference = str(p.get("transactionId") or "") or None
-            state = OrderState.COMPLETED
         else:
             oid = order_no or str(raw.get("esimTranNo") or f"{iccid}/0")
             reference = str(raw.get("transactionId") or "") or None
-            state = first_state
         out.append(
             Order(
                 id=oid,
@@ -547,7 +435,7 @@ def parse_orders(raw: Mapping[str, Any], *, account: str) -> list[Order]:
                 plan=str(p.get("packageName") or p.get("packageCode") or "") or None,
                 price=None,  # the package list carries no price; the ledger has ours
                 created_at=created,
-                state=state,
+                state=OrderState.COMPLETED if topup else first_state,
                 source="provider",
                 reference=reference,
                 extra={"kind": "topup" if topup else "esim"},
@@ -565,7 +453,7 @@ def transaction_id(reference: str) -> str:
     return f"{ref[: MAX_TRANSACTION_ID - 17]}-{digest}"
 
 
-# -- signing ---------------------------------------------------------------------------------
+# -- signing -----------------------------------------------------------------------------------
 
 
 def signature(secret: str, timestamp: str, request_id: str, access_code: str, body: bytes) -> str:
@@ -574,40 +462,32 @@ def signature(secret: str, timestamp: str, request_id: str, access_code: str, bo
     return hmac.new(secret.encode("utf-8"), msg, hashlib.sha256).hexdigest()
 
 
+@dataclass(eq=False)
 class Signer(httpx.Auth):
-    """Signs every attempt afresh. The docs disagree on the HMAC key (SecretKey in the
-    official test vector, AccessCode in the agent notes): on ``101003`` the other key is
-    tried once, and the one that worked is kept (``remember`` saves it for next runs)."""
+    """Signs every attempt afresh; on ``101003`` tries the other HMAC key once and keeps the
+    one that worked (``remember`` saves it for next runs, ``recall`` reads it back)."""
+
+    access_code: str
+    secret_key: str
+    recall: Callable[[], str | None]
+    remember: Callable[[str], None]
+    _keys: list[str] | None = None
 
     requires_request_body = True
     requires_response_body = True
 
-    def __init__(
-        self,
-        access_code: str,
-        secret_key: str,
-        *,
-        recall: Callable[[], str | None] | None = None,
-        remember: Callable[[str], None] | None = None,
-    ) -> None:
-        self.access_code = access_code
-        self.secret_key = secret_key or access_code
-        self._recall = recall
-        self._remember = remember
-        self._keys: list[str] | None = None
-
     @property
     def keys(self) -> list[str]:
         if self._keys is None:
-            keys = list(dict.fromkeys([self.secret_key, self.access_code]))
-            if self._recall is not None and self._recall() == "access_code":
-                keys.reverse()
-            self._keys = keys
+            self._keys = list(
+                dict.fromkeys([self.secret_key or self.access_code, self.access_code])
+            )
+            if self.recall() == "access_code":
+                self._keys.reverse()
         return self._keys
 
     def sign(self, request: httpx.Request, key: str) -> None:
-        ts = str(int(time.time() * 1000))
-        rid = str(uuid.uuid4())
+        ts, rid = str(int(time.time() * 1000)), str(uuid.uuid4())
         request.headers["RT-AccessCode"] = self.access_code
         request.headers["RT-Timestamp"] = ts
         request.headers["RT-RequestID"] = rid
@@ -620,13 +500,12 @@ class Signer(httpx.Auth):
         response = yield request
         if len(keys) < 2 or _answer_code(response) != "101003":
             return
-        # A 101003 means nothing was done, so sending again is safe, even for a purchase.
+        # A 101003 means nothing was done: sending again is safe, even for a purchase.
         self.sign(request, keys[1])
         response = yield request
         if _answer_code(response) != "101003" and keys[0] == first:
             keys.reverse()
-            if self._remember is not None:
-                self._remember("access_code" if keys[0] == self.access_code else "secret_key")
+            self.remember("access_code" if keys[0] == self.access_code else "secret_key")
 
 
 def _answer_code(response: httpx.Response) -> str | None:
@@ -634,18 +513,13 @@ def _answer_code(response: httpx.Response) -> str | None:
         body = json.loads(response.content)
     except ValueError:
         return None
-    if is_envelope(body) and not is_success(body):
-        return envelope_error(body)[0]
-    return None
+    return envelope_error(body)[0] if is_envelope(body) and not is_success(body) else None
 
 
-# -- the provider ----------------------------------------------------------------------------
+# -- the provider ------------------------------------------------------------------------------
 
 
 class EsimAccessProvider(Provider):
-    """eSIM Access open API v1: status, top-ups for an eSIM, catalogue, top-up purchase,
-    order history from the eSIMs' package lists, and the account balance."""
-
     id: ClassVar[str] = PROVIDER_ID
     display_name: ClassVar[str] = "eSIM Access"
     secret_fields: ClassVar[tuple[str, ...]] = ("ACCESS_CODE", "SECRET_KEY")
@@ -666,15 +540,14 @@ class EsimAccessProvider(Provider):
     usage_ttl: ClassVar[timedelta] = timedelta(hours=2)
     catalogue_ttl: ClassVar[timedelta] = timedelta(hours=6)
     homepage: ClassVar[str | None] = "https://console.esimaccess.com"
+    order_lookup_lag: ClassVar[timedelta] = timedelta(minutes=2)
 
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
         opts = ctx.account.options
-        timeout = _positive(opts.get("timeout"), ctx.timeout)
-        retries = parse_int(opts.get("retries"))
-        rate = _positive(opts.get("rate_limit"), RATE_PER_SECOND)
+        retries = to_int(opts.get("retries"))
         #: True: always ask /esim/usage/query; False: never; None: up to USAGE_AUTO_MAX eSIMs.
-        self.usage_times = _flag(opts.get("usage_times"), default=None)
+        self.usage_times = _flag(opts.get("usage_times"))
         self._signer = Signer(
             ctx.secrets.get("ACCESS_CODE", ""),
             ctx.secrets.get("SECRET_KEY", ""),
@@ -685,25 +558,22 @@ class EsimAccessProvider(Provider):
             base_url=self.base_url,
             provider=self.id,
             account=self.account,
-            timeout=timeout,
+            timeout=_positive(opts.get("timeout"), ctx.timeout),
             headers={"Content-Type": "application/json"},
-            # No burst: a token bucket that bursts can put more than 8 in one second.
-            throttle=Throttle(rate, 1.0, burst=1),
+            # No burst: a sliding window that bursts can put more than 8 in one second.
+            throttle=Throttle(_positive(opts.get("rate_limit"), RATE_PER_SECOND), 1.0, burst=1),
             error_mapper=self._map_error,
             retries=4 if retries is None else max(0, retries),
             extra=ctx.extra,
-            secrets=ctx.secrets.values(),  # masked in its errors
+            secrets=ctx.secrets.values(),
+            transport=ctx.transport,
         )
         self._filter_required = False
 
     async def aclose(self) -> None:
         await self._api.aclose()
 
-    # -- plumbing ----------------------------------------------------------------------------
-
-    def _scrub(self, text: str) -> str:
-        # One scrubber for the account: its secrets and every credential sent (http.Scrubber).
-        return self._api.scrub(text)[:200]
+    # -- plumbing --------------------------------------------------------------------------
 
     def _map_error(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
         if resp.status_code == 429:
@@ -713,12 +583,12 @@ class EsimAccessProvider(Provider):
             )
         if is_envelope(body) and not is_success(body):
             code, msg = envelope_error(body)
-            err = map_error(code, self._scrub(msg), account=self.account)
+            err = map_error(code, self._api.scrub(msg)[:200], account=self.account)
             if resp.status_code >= 500 and not isinstance(err, TemporaryFailure):
                 return TemporaryFailure(f"eSIM Access is unavailable (HTTP {resp.status_code})")
             return err
         if resp.status_code >= 400:
-            return None  # the shared mapping: 401/403 credentials, 5xx temporary, ...
+            return None  # the kit's mapping: 401/403 credentials, 5xx temporary, ...
         if not is_envelope(body):
             return TemporaryFailure("eSIM Access sent an answer without its usual envelope")
         return None
@@ -726,86 +596,74 @@ class EsimAccessProvider(Provider):
     async def _call(
         self, endpoint: str, payload: Mapping[str, Any], *, idempotent: bool = True
     ) -> Any:
-        """POST one signed request; return ``obj`` of a successful envelope."""
+        """POST one signed request (signed over these exact bytes); ``obj`` of the answer."""
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         answer = await self._api.request(
             "POST", API + endpoint, content=body, auth=self._signer, idempotent=idempotent
         )
         return answer.get("obj") if isinstance(answer, Mapping) else None
 
-    async def _query_page(self, page: int, extra: Mapping[str, Any]) -> tuple[list[Any], int]:
+    def _unreadable(self, endpoint: str, obj: Any) -> TemporaryFailure:
+        shape = "no object (obj: null)" if obj is None else shape_of(obj)
+        return TemporaryFailure(
+            f"eSIM Access answered {endpoint} with {shape}, not the list it documents; "
+            "nothing is read from it (retry later)",
+            account=self.account,
+            provider=self.id,
+        )
+
+    async def _query_page(
+        self, page: int, filters: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of ``/esim/query`` and ``pager.total`` (profiles); only a list, or a
+        total of 0 beside ``esimList: null``, says what the account holds."""
         payload: dict[str, Any] = {
             "orderNo": "",
             "iccid": "",
             "esimTranNo": "",
-            **extra,
+            **filters,
             "pager": {"pageNum": page, "pageSize": PAGE_SIZE},
         }
         if self._filter_required and not any(payload.get(k) for k in ("orderNo", "iccid")):
             payload["startTime"] = _api_time(LIST_SINCE)
             payload["endTime"] = _api_time(self.ctx.clock() + timedelta(days=1))
         obj = await self._call("/esim/query", payload)
-        # An answer that cannot be read is never "no eSIMs": only a list (possibly empty)
-        # says what the account holds, or a pager that says there are none.
         if not isinstance(obj, Mapping):
             raise self._unreadable("/esim/query", obj)
-        pager = obj.get("pager") if isinstance(obj.get("pager"), Mapping) else {}
-        total = parse_int(pager.get("total")) if isinstance(pager, Mapping) else None
-        listed = obj.get("esimList")
-        if listed is None and total == 0:
+        pager = obj.get("pager")
+        total = to_int(pager.get("total")) if isinstance(pager, Mapping) else None
+        if obj.get("esimList") is None and total == 0:
             return [], 0
-        if not isinstance(listed, list) or not all(isinstance(r, Mapping) for r in listed):
+        rows = records(obj.get("esimList"))
+        if rows is None:
             raise self._unreadable("/esim/query", obj)
-        return list(listed), total if total is not None else len(listed)
+        return rows, total
 
-    def _unreadable(self, endpoint: str, obj: Any) -> TemporaryFailure:
-        return TemporaryFailure(
-            f"eSIM Access answered {endpoint} with {_shape(obj)}, not the list it documents; "
-            "nothing is read from it (retry later)",
-            account=self.account,
-            provider=self.id,
-        )
+    async def _query(self, **filters: Any) -> list[dict[str, Any]]:
+        async def page(n: int) -> tuple[list[dict[str, Any]], int | None]:
+            try:
+                return await self._query_page(n, filters)
+            except ApiRefused as exc:
+                # The docs that say listing needs a filter: then list by time window.
+                if n > 1 or self._filter_required or filters:
+                    raise
+                if exc.api_code not in MISSING_PARAMETER_CODES:
+                    raise
+                self._filter_required = True
+                return await self._query_page(n, filters)
 
-    def _package_rows(self, obj: Any) -> Any:
-        """``obj`` of ``/package/list`` if it has the documented shape, else an error."""
-        rows = obj.get("packageList") if isinstance(obj, Mapping) else obj
-        if not isinstance(rows, list):
-            raise self._unreadable("/package/list", obj)
-        return obj
-
-    async def _query(self, **extra: Any) -> list[Mapping[str, Any]]:
-        """Every page of ``/esim/query`` (``pager.total`` counts profiles)."""
-        try:
-            rows, total = await self._query_page(1, extra)
-        except ProviderError as exc:
-            # Some copies of the docs say listing needs a filter: then list by time window.
-            if self._filter_required or not _missing_parameter(exc) or extra:
-                raise
-            self._filter_required = True
-            rows, total = await self._query_page(1, extra)
-        page = 1
-        while len(rows) < total and page < MAX_PAGES:
-            page += 1
-            more, total = await self._query_page(page, extra)
-            if not more:
-                break
-            rows.extend(more)
-        return rows
+        return await counted_pages(page, max_pages=MAX_PAGES)
 
     async def _usage(self, tran_nos: list[str]) -> dict[str, Usage]:
-        batches = [tran_nos[i : i + USAGE_BATCH] for i in range(0, len(tran_nos), USAGE_BATCH)]
-
         async def one(batch: list[str]) -> dict[str, Usage]:
             return parse_usage(await self._call("/esim/usage/query", {"esimTranNoList": batch}))
 
-        out: dict[str, Usage] = {}
-        for part in await asyncio.gather(*(one(b) for b in batches)):
-            out.update(part)
-        return out
+        batches = [tran_nos[i : i + USAGE_BATCH] for i in range(0, len(tran_nos), USAGE_BATCH)]
+        return {k: v for part in await bounded_map(batches, one) for k, v in part.items()}
 
-    async def _esims(self, rows: list[Mapping[str, Any]]) -> list[Esim]:
+    async def _esims(self, found: Iterable[Mapping[str, Any]]) -> list[Esim]:
         now = self.ctx.clock()
-        rows = newest_per_iccid(rows)
+        rows = newest_per_iccid(found)
         usage: dict[str, Usage] = {}
         if self.usage_times is not False:
             wanted = [
@@ -823,14 +681,50 @@ class EsimAccessProvider(Provider):
                     usage = {}  # the list answered: show it, without "as of" times
         out = []
         for r in rows:
-            e = parse_esim(
-                r, account=self.account, usage=usage.get(str(r.get("esimTranNo"))), fetched_at=now
-            )
+            u = usage.get(str(r.get("esimTranNo")))
+            e = parse_esim(r, account=self.account, usage=u, fetched_at=now)
             if e is not None:
                 out.append(e)
         return out
 
-    # -- reading -----------------------------------------------------------------------------
+    def _plans(self, obj: Any, kind: str) -> list[Plan]:
+        """The plans of a ``/package/list`` answer (``obj.packageList``, or a bare list)."""
+        rows = obj.get("packageList") if isinstance(obj, Mapping) else obj
+        if not isinstance(rows, list):
+            raise self._unreadable("/package/list", obj)
+        plans: dict[str, Plan] = {}
+        for raw in rows:
+            if isinstance(raw, Mapping):
+                for p in parse_plans(raw, account=self.account, kind=kind):
+                    plans.setdefault(p.id, p)
+        return list(plans.values())
+
+    async def _topup_plans(self, iccid: str, tran_no: str, code: str = "") -> list[Plan]:
+        payload = {
+            "locationCode": "",
+            "type": "TOPUP",
+            "packageCode": code,
+            "iccid": iccid,
+            "esimTranNo": tran_no,
+        }
+        return self._plans(await self._call("/package/list", payload), "topup")
+
+    async def _raw_esim(self, iccid: str, tran_no: str | None = None) -> Mapping[str, Any]:
+        """The current allocation of one ICCID, by esimTranNo when known."""
+
+        def mine(rows: list[dict[str, Any]]) -> list[Mapping[str, Any]]:
+            # Filter again: a server that ignores a filter answers with every eSIM.
+            return [r for r in newest_per_iccid(rows) if str(r.get("iccid") or "") == iccid]
+
+        rows = mine(await self._query(esimTranNo=tran_no)) if tran_no else []
+        rows = rows or mine(await self._query(iccid=iccid))
+        if not rows:
+            raise NotFound(
+                f"eSIM Access has no eSIM {iccid}", account=self.account, provider=self.id
+            )
+        return rows[0]
+
+    # -- reading ---------------------------------------------------------------------------
 
     async def check(self) -> str:
         bal = await self.balance()
@@ -838,22 +732,6 @@ class EsimAccessProvider(Provider):
 
     async def list_esims(self) -> list[Esim]:
         return await self._esims(await self._query())
-
-    async def _raw_esim(self, iccid: str, tran_no: str | None = None) -> Mapping[str, Any]:
-        """The current allocation of one ICCID (by esimTranNo when known: ICCIDs are reused)."""
-
-        def mine(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-            # Filter again: a server that ignores a filter answers with every eSIM.
-            return [r for r in newest_per_iccid(rows) if str(r.get("iccid") or "") == iccid]
-
-        rows = mine(await self._query(esimTranNo=tran_no)) if tran_no else []
-        if not rows:
-            rows = mine(await self._query(iccid=iccid))
-        if not rows:
-            raise NotFound(
-                f"eSIM Access has no eSIM {iccid}", account=self.account, provider=self.id
-            )
-        return rows[0]
 
     async def get_esim(self, iccid: str) -> Esim:
         esims = await self._esims([await self._raw_esim(iccid)])
@@ -864,34 +742,21 @@ class EsimAccessProvider(Provider):
         return esims[0]
 
     async def topups(self, esim: Esim) -> list[Plan]:
-        payload = {
-            "locationCode": "",
-            "type": "TOPUP",
-            "packageCode": "",
-            "iccid": esim.iccid,
-            # Newer docs take esimTranNo too: it names this allocation of a reused ICCID.
-            "esimTranNo": esim.ref.get("esimTranNo", ""),
-        }
-        obj = self._package_rows(await self._call("/package/list", payload))
-        return _plans_of(obj, account=self.account, kind="topup")
+        return await self._topup_plans(esim.iccid, esim.ref.get("esimTranNo", ""))
 
     async def catalogue(self, country: str) -> list[Plan]:
         cc = country.strip().upper()
         plans: dict[str, Plan] = {}
-        # Single-country plans, then regional and global ones that cover the country.
         for code in (cc, "!RG", "!GL"):
             obj = await self._call("/package/list", {"locationCode": code, "type": "BASE"})
-            for p in _plans_of(self._package_rows(obj), account=self.account, kind="new"):
+            for p in self._plans(obj, "new"):
                 if code == cc or cc in p.countries:
                     plans.setdefault(p.id, p)
         return list(plans.values())
 
     async def orders(self) -> list[Order]:
-        out: list[Order] = []
-        for r in await self._query():
-            out.extend(parse_orders(r, account=self.account))
-        out.sort(key=lambda o: o.created_at, reverse=True)
-        return out
+        out = [o for r in await self._query() for o in parse_orders(r, account=self.account)]
+        return sorted(out, key=lambda o: o.created_at, reverse=True)
 
     async def balance(self) -> Money | None:
         obj = await self._call("/balance/query", {})
@@ -899,16 +764,10 @@ class EsimAccessProvider(Provider):
             return None
         return parse_money(obj.get("balance"), obj.get("currencyCode"))
 
-    # -- buying ------------------------------------------------------------------------------
-    #
-    # A small journal in the account's state dir records, per reference, the transactionId
-    # sent and the eSIM's figures just before: what a lost answer is compared with later,
-    # and the id to send again when the same top-up is asked for after an unknown outcome.
-
-    order_lookup_lag: ClassVar[timedelta] = timedelta(minutes=2)
+    # -- buying: ctx.journal keeps, per reference, the transactionId sent and the eSIM's
+    # figures just before (what a lost answer is compared with) --------------------------
 
     def _journal(self) -> dict[str, dict[str, Any]]:
-        """This account's top-ups sent (``ctx.journal``): reference -> what was sent."""
         return self.ctx.journal.entries()
 
     def _mark(self, reference: str, state: str) -> None:
@@ -931,19 +790,15 @@ class EsimAccessProvider(Provider):
         # Fresh figures first: they are what a lost answer is later compared with.
         before = await self._raw_esim(esim.iccid, esim.ref.get("esimTranNo"))
         tran_no = str(before.get("esimTranNo") or "")
-        # The listed price goes with the request as ``amount``, which eSIM Access checks
-        # (200005 when its price changed): the price the user agreed to, or nothing is
-        # bought. Not for day passes (whether ``amount`` is per day or in all is not
-        # documented) nor another currency: then the listing is read again just before.
+        # ``amount`` (the agreed price, checked by eSIM Access) only for a USD package that
+        # is no day pass; otherwise the listing is read again just before.
         send_amount = plan.price is not None and plan.price.currency == CURRENCY and days is None
         if not send_amount:
             await self._check_listed_price(plan, code, tran_no, esim.iccid)
         now = self.ctx.clock()
-        journal = self._journal()
         tx = transaction_id(reference)
-        for earlier, rec in journal.items():
-            # The same top-up asked for again after an answer that never came: send the
-            # same transactionId, so eSIM Access takes both for one request.
+        for earlier, rec in self._journal().items():
+            # The same top-up asked for again after a lost answer: the same transactionId.
             if (
                 rec.get("state") == "unknown"
                 and rec.get("esimTranNo") == tran_no
@@ -961,7 +816,7 @@ class EsimAccessProvider(Provider):
             esimTranNo=tran_no,
             packageCode=code,
             periodNum=days,
-            totalVolume=parse_int(before.get("totalVolume")),
+            totalVolume=to_int(before.get("totalVolume")),
             expiredTime=before.get("expiredTime"),
             packages=len(_packages(before)),
             sent_at=now.isoformat(),
@@ -975,30 +830,23 @@ class EsimAccessProvider(Provider):
         }
         if send_amount and plan.price is not None:
             payload["amount"] = to_units(plan.price)
-        # The top-up answer carries no price: the listed one is what eSIM Access checked
-        # through ``amount``; without ``amount`` nothing confirmed the charge (None).
+        # The answer carries no price: only ``amount`` confirms the listed one was charged.
         price = plan.price if "amount" in payload else None
         if days is not None:
             payload["periodNum"] = days
         try:
             obj = await self._call("/esim/topup", payload, idempotent=False)
         except DuplicateTransaction:
-            # eSIM Access already has this transactionId: the earlier request went through.
             found = await self.find_order(reference, iccid=esim.iccid, since=now)
             self._mark(reference, "done")
             return found or self._order_from(reference, tx, esim.iccid, plan, {}, price=price)
-        except OutcomeUnknown:
-            self._mark(reference, "unknown")
-            raise
-        except RateLimited:
-            self._mark(reference, "refused")  # refused before anything was done
+        except (NotSent, RateLimited):
+            self._mark(reference, "refused")  # never sent, or refused before anything was done
             raise
         except TemporaryFailure as exc:
-            if exc.message.startswith("cannot reach"):
-                self._mark(reference, "refused")  # the request never left this machine
-                raise
-            # A server error on a purchase may come after the purchase was made.
             self._mark(reference, "unknown")
+            if isinstance(exc, OutcomeUnknown):
+                raise
             raise OutcomeUnknown(
                 f"eSIM Access failed while buying ({exc.message}); the outcome will be "
                 "checked before anything is bought again",
@@ -1013,42 +861,24 @@ class EsimAccessProvider(Provider):
         return self._order_from(reference, tx, esim.iccid, plan, answer, price=price)
 
     async def _check_listed_price(self, plan: Plan, code: str, tran_no: str, iccid: str) -> None:
-        """Where ``amount`` cannot be sent: the listing read again just before buying must
-        still ask no more than the price the user agreed to."""
-        what = f"eSIM Access top-up {plan.id}"
-        if plan.price is None:
-            raise LimitRefused(
-                f"refused: {what} has no listed price, and esimctl does not buy at an unknown "
-                "price; nothing was bought",
-                account=self.account,
-                provider=self.id,
-            )
-        payload = {
-            "locationCode": "",
-            "type": "TOPUP",
-            "packageCode": code,
-            "iccid": iccid,
-            "esimTranNo": tran_no,
-        }
-        obj = self._package_rows(await self._call("/package/list", payload))
-        now = next(
-            (p for p in _plans_of(obj, account=self.account, kind="topup") if p.id == plan.id),
-            None,
+        """Without ``amount``: the listing read again must ask no more than was agreed to."""
+        what, shown, asked, tail = f"eSIM Access top-up {plan.id}", plan.price, None, ""
+        if shown is not None:
+            plans = await self._topup_plans(iccid, tran_no, code)
+            asked = next((p.price for p in plans if p.id == plan.id), None)
+        if shown is None:
+            why = f"{what} has no listed price, and esimctl does not buy at an unknown price"
+        elif asked is None or asked.currency != shown.currency:
+            why = f"eSIM Access no longer lists {what} at a price esimctl can compare with the "
+            why += f"{shown} shown"
+        elif asked.amount > shown.amount:
+            why = f"eSIM Access now asks {asked} for {plan.id}, more than the {shown} shown"
+            tail = ", check 'esimctl plans'"
+        else:
+            return
+        raise LimitRefused(
+            f"refused: {why}; nothing was bought{tail}", account=self.account, provider=self.id
         )
-        if now is None or now.price is None or now.price.currency != plan.price.currency:
-            raise LimitRefused(
-                f"refused: eSIM Access no longer lists {what} at a price esimctl can compare "
-                f"with the {plan.price} shown; nothing was bought",
-                account=self.account,
-                provider=self.id,
-            )
-        if now.price.amount > plan.price.amount:
-            raise LimitRefused(
-                f"refused: eSIM Access now asks {now.price} for {plan.id}, more than the "
-                f"{plan.price} shown; nothing was bought, check 'esimctl plans'",
-                account=self.account,
-                provider=self.id,
-            )
 
     def _order_from(
         self,
@@ -1063,7 +893,7 @@ class EsimAccessProvider(Provider):
         pkg: Mapping[str, Any] | None = None,
     ) -> Order:
         extra: dict[str, Any] = {"transactionId": tx}
-        total = parse_int(obj.get("totalVolume"))
+        total = to_int(obj.get("totalVolume"))
         if total is not None:
             extra["total_volume"] = total
         expires = parse_time(obj.get("expiredTime"))
@@ -1088,15 +918,8 @@ class EsimAccessProvider(Provider):
     async def find_order(
         self, reference: str, *, iccid: str | None, since: datetime
     ) -> Order | None:
-        """Did the top-up sent with ``reference`` happen? Its transactionId in the eSIM's
-        package list says so; failing that (the docs do not promise top-ups appear there),
-        the package it would have added, or totals grown since the figures taken just
-        before sending.
-
-        None only when a well-formed answer shows no such top-up. An answer that cannot
-        be understood (``obj: null``, an unknown error code, a record without its package
-        list or totals) is never evidence that nothing happened: it raises, and the order
-        stays unresolved until a readable answer decides."""
+        """None only when a well-formed answer shows no such top-up; an answer that cannot
+        be understood raises, and the order stays unresolved."""
         try:
             return await self._find_order(reference, iccid=iccid, since=since)
         except (CredentialsError, NotFound):
@@ -1122,7 +945,10 @@ class EsimAccessProvider(Provider):
             raise ProviderError(f"the record of eSIM {iccid} has no package list")
         pkgs = _packages(raw)
         hit = next((p for p in pkgs if str(p.get("transactionId") or "") == tx), None)
-        if hit is None and record:
+        if hit is None and not record:
+            return None
+        if hit is None:
+            # No transactionId in the list: the package added since, or totals grown.
             sent_at = parse_time(record.get("sent_at")) or since
             code = str(record.get("packageCode") or "")
             added = [
@@ -1131,15 +957,14 @@ class EsimAccessProvider(Provider):
                 if str(p.get("packageCode") or "") == code
                 and (parse_time(p.get("createTime")) or sent_at) >= sent_at - timedelta(minutes=5)
             ]
-            before_total = parse_int(record.get("totalVolume"))
-            after_total = parse_int(raw.get("totalVolume"))
+            before_total = to_int(record.get("totalVolume"))
+            after_total = to_int(raw.get("totalVolume"))
             before_end = parse_time(record.get("expiredTime"))
             after_end = parse_time(raw.get("expiredTime"))
             if not added and (
                 (before_total is not None and after_total is None)
                 or (before_end is not None and after_end is None)
             ):
-                # What the figures noted before sending are compared with is missing.
                 raise ProviderError(f"the record of eSIM {iccid} lacks its totals or expiry")
             grew = (
                 before_total is not None and after_total is not None and after_total > before_total
@@ -1148,8 +973,6 @@ class EsimAccessProvider(Provider):
             if not (added or grew or extended):
                 return None
             hit = added[0] if added else {}
-        elif hit is None:
-            return None
         self._mark(reference, "done")
         return self._order_from(
             reference,
@@ -1162,8 +985,8 @@ class EsimAccessProvider(Provider):
         )
 
     def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
-        """A top-up is synchronous: the package list may carry its transactionId, and its
-        answer carries the new total; otherwise the totals or the end date moved."""
+        """The package list may carry the transactionId, the top-up answer the new total;
+        otherwise the totals or the end date moved."""
         tx = str(order.extra.get("transactionId") or "")
         if not tx and order.reference:
             tx = self._tx_for(order.reference)
@@ -1179,48 +1002,18 @@ class EsimAccessProvider(Provider):
         return super().is_applied(before, after, order)
 
 
-def _plans_of(obj: Any, *, account: str, kind: str) -> list[Plan]:
-    rows = obj.get("packageList") if isinstance(obj, Mapping) else obj
-    out: list[Plan] = []
-    seen: set[str] = set()
-    for raw in rows or []:
-        if not isinstance(raw, Mapping):
-            continue
-        for p in parse_plans(raw, account=account, kind=kind):
-            if p.id not in seen:
-                seen.add(p.id)
-                out.append(p)
-    return out
-
-
-def _shape(obj: Any) -> str:
-    return "no object (obj: null)" if obj is None else shape_of(obj)
-
-
-def _api_time(dt: datetime) -> str:
-    """The request time format of ``/esim/query``: ``2025-06-01T00:00+00:00``."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M+00:00")
-
-
-def _missing_parameter(exc: EsimctlError) -> bool:
-    return isinstance(exc, ApiRefused) and exc.api_code in ("000105", "000106")
-
-
-def _flag(value: Any, *, default: bool | None) -> bool | None:
-    """A boolean option from TOML (a bool) or from ``--set`` (a string)."""
+def _flag(value: Any) -> bool | None:
+    """A boolean option from TOML (a bool) or from ``--set`` (a string); None when unset."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip():
         return value.strip().lower() not in ("0", "false", "no", "off")
-    return default
+    return None
 
 
 def _positive(value: Any, default: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return default
-    return v if v > 0 else default
+    v = to_decimal(value)
+    return float(v) if v is not None and v > 0 else default
 
 
 __all__ = ["EsimAccessProvider", "parse_esim", "parse_plans", "parse_usage", "signature"]

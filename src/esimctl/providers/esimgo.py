@@ -1,42 +1,20 @@
 """eSIM Go API v2.5 (``esimgo``): eSIMs, their bundles, the catalogue, orders and balance.
 
-What makes eSIM Go different from the other providers, and how this module handles it:
-
-* One ``X-API-Key`` per organisation. A bad key answers **403** ``{"message": "Forbidden"}``,
-  but 403 also means "this ICCID is not yours"; for a call about one ICCID a 403 is told
-  apart with one cheap ``GET /organisation`` (if that works, the key is fine).
-* Figures are per *assignment* (a bundle applied to an eSIM), in **decimal** bytes
-  (a 1 GB bundle is 1,000,000,000). One bundle is ``active``; later ones wait ``queued``
-  behind it; a fresh purchase is ``processing`` for up to ~10 minutes. An eSIM's figures
-  are the sum of its active and queued bundles; each bundle is also listed as a package so
-  the user sees what is left now and what waits behind it.
-* There is no top-up catalogue: a top-up is any catalogue bundle that covers the
-  countries of the eSIM's current bundle and that ``GET /esims/{iccid}/compatible/{bundle}``
-  accepts. It is bought with ``POST /orders`` (``type: transaction``, ``assign: true``,
-  ``iccids``, ``allowReassign: false`` so the bundle never lands on a new ICCID).
-* Orders carry **no client reference** and no idempotency key. Before sending, the
-  purchase is journalled in the account's state directory (ICCID, bundle, time); after a
-  lost answer ``find_order`` looks for an order of that bundle on that ICCID created since
-  the intent, that no other journalled purchase has claimed.
-* The catalogue and the order list come as a bare array or wrapped in an object depending
-  on the API version; both are accepted. Pagination has no totals: pages are read until a
-  short page.
-* Rate limit: 10 tokens per second per IP, each endpoint costing an undocumented number of
-  tokens. Requests share one token bucket per run; the cost an endpoint reports in
-  ``X-Ratelimit-Cost`` is learnt and charged, and an empty ``X-Ratelimit-Remaining`` pauses
-  the bucket until ``X-Ratelimit-Reset``. 429 and 503 are retried after ``Retry-After``.
+Only what is eSIM Go's lives here (endpoints, field names, quirks); the plumbing is the
+provider kit's. What each field means and why each quirk is handled the way it is:
+``docs/providers/esimgo.md``, whose sections this module follows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -59,131 +37,66 @@ from esimctl.errors import (
 )
 from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
+from esimctl.providers.kit.concurrency import bounded_map
 from esimctl.providers.kit.http import ApiClient, Throttle, retry_after, shape_of
+from esimctl.providers.kit.paging import json_key, numbered_pages
+from esimctl.providers.kit.units import to_bytes, to_money, unit_factor
+from esimctl.providers.kit.values import as_list, parse_time, records, to_bool, to_decimal, to_int
 
 T = TypeVar("T")
-R = TypeVar("R")
+E = TypeVar("E", bound=EsimctlError)
 
 DEFAULT_BASE_URL = "https://api.esim-go.com/v2.5"
-#: eSIM Go counts decimal units: the catalogue's MB are 10**6 bytes.
-MB = 1_000_000
-#: The documented default: 10 tokens per second per IP address.
-RATE_PER_SECOND = 10
-ESIMS_PER_PAGE = 100  # one of 10, 25, 50, 100
-CATALOGUE_PER_PAGE = 100
-ORDERS_PER_PAGE = 100
+MB = 1_000_000  # eSIM Go counts decimal units
+RATE_PER_SECOND = 10  # tokens per second per IP address, documented
+PER_PAGE = 100  # of the eSIM list (10, 25, 50 or 100), the catalogue and the orders
 ASSIGNMENTS_LIMIT = 200  # the documented maximum of GET /esims/{iccid}/bundles
 MAX_PAGES = 200
-#: How far before our purchase intent an order may be dated and still be ours (clock skew).
+#: How far before our purchase an order may be dated and still be ours (clock skew).
 ORDER_CLOCK_MARGIN = timedelta(minutes=2)
-#: Journal entries older than this are dropped.
-JOURNAL_KEEP = timedelta(days=60)
-#: Beyond 10**±MAX_EXPONENT a figure is no figure at all (and would only slow arithmetic).
-MAX_EXPONENT = 1000
 
-#: Bundle states whose data counts in the eSIM's figures.
-LIVE_STATES = ("active", "queued")
-#: States of an assignment that did reach the eSIM (a top-up in one of them has applied).
-APPLIED_STATES = ("queued", "active", "depleted", "expired", "lapsed")
+APPLIED_STATES = ("queued", "active", "depleted", "expired", "lapsed")  # reached the eSIM
 USED_STATES = ("depleted", "expired", "revoked", "lapsed")
-#: Every documented ``bundleState``; any other makes the eSIM's state unknown.
-BUNDLE_STATES = frozenset({"processing", "queued", "active", *USED_STATES})
-#: The eSIM's own ``state`` (v2.5) under which its bundles say what state it is in.
-#: ``deactivated`` is recycled; ``suspended`` and anything new are unknown.
-PLAIN_ESIM_STATES = frozenset({"", "active"})
+BUNDLE_STATES = frozenset({"processing", "queued", "active", *USED_STATES})  # documented
+PLAIN_ESIM_STATES = frozenset({"", "active"})  # the eSIM's own states that defer to bundles
 
 _ICCID_PATH = re.compile(r"/esims/(\d{10,22})(?:/|$)")
 _DAYS_IN_TEXT = re.compile(r"(\d+)\s*days?\b", re.IGNORECASE)
 _DAYS_IN_NAME = re.compile(r"_(\d+)D_", re.IGNORECASE)
-_FRACTION = re.compile(r"(\.\d{6})\d+")
 _UNLIMITED_NAME = re.compile(r"_UL[EP]?_", re.IGNORECASE)
+_NOT_ESIM_ITEMS = {"topup", "autotopup", "apitopup"}  # money into the organisation balance
 
 
-# -- parsing -------------------------------------------------------------------------------
+# -- reading answers -------------------------------------------------------------------------
 
 
-def parse_time(value: Any) -> datetime | None:
-    """RFC 3339 with 0 to 9 fractional digits, ``Z`` or an offset, or epoch (ms or s)."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
-        try:
-            number = float(value)
-            if not number > 0:  # also NaN
-                return None
-            if number > 1e11:  # epoch milliseconds (firstInstalledDateTime in v2.5)
-                number /= 1000
-            return datetime.fromtimestamp(number, UTC)
-        except (OverflowError, ValueError, OSError):  # beyond any date: not a time
-            return None
-    if not isinstance(value, str):
-        return None
-    text = _FRACTION.sub(r"\1", value.strip())
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:  # the API speaks UTC
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+def _bytes(value: Any, unit: Any = "MB") -> int | None:
+    """Decimal units (an unknown unit is MB), exactly: 1.5 MB is 1,500,000 bytes."""
+    u = str(unit) if unit_factor(str(unit), 1000) else "MB"
+    return to_bytes(value, u, base=1000, rounding="exact", max_bytes=None)
 
 
-def parse_money(value: Any) -> Decimal | None:
-    """A decimal in major units: ``4.21``, ``"95.79"`` (never through a binary float).
-    None for anything that is no finite number (NaN, infinities, text)."""
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    if not isinstance(value, (int, float, str, Decimal)):
-        return None
-    try:
-        # repr() of a float is the shortest text that reads back the same: 4.21 -> "4.21".
-        d = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    if not d.is_finite() or abs(d.adjusted()) > MAX_EXPONENT:
-        return None
-    return d
-
-
-def _int(value: Any) -> int | None:
-    """A whole number as given (1e30 stays 10**30, -5 stays -5: the plausibility checks
-    judge figures); None for what is no whole number (NaN, 1.5, text)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    d = parse_money(value)
-    if d is None or d != d.to_integral_value():
-        return None
-    return int(d)
-
-
-def _scaled(value: Any, factor: int) -> int | None:
-    """``value`` units of ``factor`` bytes (a catalogue's MB may be fractional: 1.5 MB is
-    1,500,000 bytes); None unless that is a whole number of bytes."""
-    d = parse_money(value)
-    if d is None:
-        return None
-    n = d * factor
-    return int(n) if n == n.to_integral_value() else None
+def _inner(body: Any, keys: Sequence[str]) -> Any:
+    """The list wrapped under one of ``keys``, or ``body`` itself (bare or wrapped)."""
+    if isinstance(body, dict):
+        return next((body[k] for k in keys if isinstance(body.get(k), list)), None)
+    return body
 
 
 def unwrap(body: Any, *keys: str) -> list[dict[str, Any]]:
-    """A list of records whether it comes bare, wrapped under one of ``keys``, or alone."""
-    if isinstance(body, list):
-        return [x for x in body if isinstance(x, dict)]
-    if isinstance(body, dict):
-        for key in keys:
-            inner = body.get(key)
-            if isinstance(inner, list):
-                return [x for x in inner if isinstance(x, dict)]
-        return []
-    return []
+    """The records of a list, bare or wrapped under one of ``keys``; lenient."""
+    return [x for x in as_list(_inner(body, keys)) if isinstance(x, dict)]
+
+
+def strict_records(body: Any, *keys: str) -> list[dict[str, Any]] | None:
+    """Like ``unwrap``, but None for an answer of no documented shape (``{}``, ``null``,
+    ``{"esims": null}``, non-objects): it says nothing about what the account holds."""
+    return records(_inner(body, keys))
 
 
 def _countries(raw: Any) -> tuple[str, ...]:
-    out: list[str] = []
-    for c in raw or ():
+    out = []
+    for c in as_list(raw):
         iso = c.get("iso") if isinstance(c, dict) else c
         if isinstance(iso, str) and iso.strip():
             out.append(iso.strip().upper())
@@ -191,7 +104,7 @@ def _countries(raw: Any) -> tuple[str, ...]:
 
 
 def _days_of(name: str | None, description: str | None) -> int | None:
-    """The validity of a bundle from its description ("…, 7 Days, …") or name (``_7D_``)."""
+    """A bundle's validity from its description ("…, 7 Days, …") or name (``_7D_``)."""
     for rx, text in ((_DAYS_IN_TEXT, description), (_DAYS_IN_NAME, name)):
         m = rx.search(text or "")
         if m:
@@ -199,14 +112,14 @@ def _days_of(name: str | None, description: str | None) -> int | None:
     return None
 
 
-_UNIT_BYTES = {"BYTES": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-
-
 def _data_allowance(allowances: Any) -> dict[str, Any] | None:
-    for al in allowances or ():
+    for al in as_list(allowances):
         if isinstance(al, dict) and str(al.get("type", "DATA")).upper() == "DATA":
             return al
     return None
+
+
+# -- what the figures mean: assignments and eSIMs --------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -219,7 +132,7 @@ class Assignment:
     reference: str | None
     state: str
     initial: int | None
-    remaining: int | None
+    remaining: int | None  # as given, even negative: the plausibility checks judge it
     unlimited: bool
     assigned_at: datetime | None
     start: datetime | None
@@ -232,16 +145,13 @@ class Assignment:
 
 def _assignment(name: str, description: str | None, a: dict[str, Any]) -> Assignment:
     data = _data_allowance(a.get("allowances"))
-    initial = _int(a.get("initialQuantity"))
-    remaining = _int(a.get("remainingQuantity"))
-    if (initial is None or remaining is None) and data is not None:
-        # Allowances say MB in the list schema and BYTES in the single-assignment schema.
-        factor = _UNIT_BYTES.get(str(data.get("unit", "MB")).upper(), MB)
+    initial, remaining = to_int(a.get("initialQuantity")), to_int(a.get("remainingQuantity"))
+    if data is not None:  # MB in the list schema, BYTES in the single-assignment one
+        unit = data.get("unit", "MB")
         if initial is None:
-            initial = _scaled(data.get("initialAmount"), factor)
+            initial = _bytes(data.get("initialAmount"), unit)
         if remaining is None:
-            remaining = _scaled(data.get("remainingAmount"), factor)
-    unlimited = bool(a.get("unlimited")) or bool(data and data.get("unlimited"))
+            remaining = _bytes(data.get("remainingAmount"), unit)
     return Assignment(
         name=name,
         description=description,
@@ -249,10 +159,8 @@ def _assignment(name: str, description: str | None, a: dict[str, Any]) -> Assign
         reference=a.get("assignmentReference") or None,
         state=str(a.get("bundleState") or "unknown").strip().lower(),
         initial=initial,
-        # As given, even negative: a figure that cannot be true is refused by the
-        # plausibility checks, never turned into "0 left" (which would trigger renewals).
         remaining=remaining,
-        unlimited=unlimited,
+        unlimited=bool(a.get("unlimited")) or bool(data and data.get("unlimited")),
         assigned_at=parse_time(a.get("assignmentDateTime")),
         start=parse_time(a.get("startTime")),
         end=parse_time(a.get("endTime")),
@@ -260,19 +168,17 @@ def _assignment(name: str, description: str | None, a: dict[str, Any]) -> Assign
 
 
 def parse_assignments(body: Any, bundle_name: str | None = None) -> list[Assignment]:
-    """``{"bundles": [{name, description, assignments: [...]}]}`` (or one bundle's
+    """``{"bundles": [{name, description, assignments}]}`` (or one bundle's
     ``{"assignments": [...]}``) flattened into assignments."""
-    out: list[Assignment] = []
     bundles = unwrap(body, "bundles")
     if not bundles and isinstance(body, dict) and "assignments" in body:
         bundles = [{"name": bundle_name or body.get("name"), **body}]
-    for b in bundles:
-        name = str(b.get("name") or bundle_name or "")
-        desc = b.get("description") or None
-        for a in b.get("assignments") or ():
-            if isinstance(a, dict):
-                out.append(_assignment(name, desc, a))
-    return out
+    return [
+        _assignment(str(b.get("name") or bundle_name or ""), b.get("description") or None, a)
+        for b in bundles
+        for a in as_list(b.get("assignments"))
+        if isinstance(a, dict)
+    ]
 
 
 def _sort_key(a: Assignment) -> datetime:
@@ -288,46 +194,34 @@ def esim_from(
     now: datetime,
 ) -> Esim:
     """One eSIM from its list/detail record and its assignments."""
-    iccid = str(summary.get("iccid") or "")
-    actives = sorted((a for a in assignments if a.state == "active"), key=_sort_key)
-    queued = sorted((a for a in assignments if a.state == "queued"), key=_sort_key)
-    processing = sorted((a for a in assignments if a.state == "processing"), key=_sort_key)
-    used = sorted(
-        (a for a in assignments if a.state in USED_STATES),
-        key=lambda a: a.end or _sort_key(a),
-        reverse=True,
-    )
-    # A bundle state eSIM Go does not document says nothing we can read: never "expired".
-    odd = [a for a in assignments if a.state not in BUNDLE_STATES]
-    live = actives + queued
 
-    unlimited = False
+    def in_state(*states: str) -> list[Assignment]:
+        return sorted((a for a in assignments if a.state in states), key=_sort_key)
+
+    actives, queued, processing = in_state("active"), in_state("queued"), in_state("processing")
+    used = sorted(in_state(*USED_STATES), key=lambda a: a.end or _sort_key(a), reverse=True)
+    odd = [a for a in assignments if a.state not in BUNDLE_STATES]  # says nothing: unknown
+    live = actives + queued
     total: int | None = None
     remaining: int | None = None
     expires: datetime | None = None
-    plan: str | None = None
     current: Assignment | None = None
+    unlimited = False
     if live:
         current = live[0]
         unlimited = any(a.unlimited for a in live)
         if not unlimited and all(a.initial is not None and a.remaining is not None for a in live):
             total = sum(a.initial or 0 for a in live)
             remaining = sum(a.remaining or 0 for a in live)
-        if actives:
-            # The eSIM runs until the active bundle ends, then each queued one in turn runs
-            # for its own validity: the end of the chain, if data lasts.
+        if actives:  # the active bundle's end, then each queued one's own validity in turn
             ends = [a.end for a in actives if a.end is not None]
             expires = max(ends) if ends else None
             for q in queued:
                 days = _days_of(q.name, q.description)
-                if expires is None or days is None:
-                    expires = None  # the chain's end is not known: say so, never guess
-                    break
                 try:
-                    expires += timedelta(days=days)
+                    expires = None if expires is None or days is None else expires + timedelta(days)
                 except OverflowError:  # a validity beyond any calendar
                     expires = None
-                    break
     elif used:
         current = used[0]
         unlimited = current.unlimited
@@ -337,31 +231,27 @@ def esim_from(
     elif processing:
         current = processing[0]
     elif odd:
-        current = max(odd, key=_sort_key)  # named, with no figures: its state is unknown
+        current = max(odd, key=_sort_key)
+    plan: str | None = None
     if current is not None:
         plan = current.label
         waiting = len(queued) - (1 if current in queued else 0)
         if waiting:
-            # The table has one plan cell: say that more waits behind the current bundle.
             plan += f" (+{waiting} queued)"
 
     esim_state = str(summary.get("state") or "").strip().lower()
     if esim_state == "deactivated":
         state = EsimState.RECYCLED
     elif esim_state not in PLAIN_ESIM_STATES or (odd and not live):
-        # Suspended, or a state eSIM Go does not document (of the eSIM, or of its bundles
-        # when none is active or queued): unknown, never expired or active.
-        state = EsimState.UNKNOWN
+        state = EsimState.UNKNOWN  # suspended, or a state eSIM Go does not document
     elif actives:
         state = EsimState.ACTIVE
     elif queued:
         state = EsimState.NOT_ACTIVE  # waits for first use
     elif used:
         last = used[0]
-        if last.state == "depleted" and (last.end is None or last.end > now):
-            state = EsimState.DEPLETED
-        else:
-            state = EsimState.EXPIRED
+        depleted = last.state == "depleted" and (last.end is None or last.end > now)
+        state = EsimState.DEPLETED if depleted else EsimState.EXPIRED
     else:
         state = EsimState.NOT_ACTIVE  # no bundle yet, or the first is still processing
     if state == EsimState.ACTIVE and expires is not None and expires <= now:
@@ -378,20 +268,13 @@ def esim_from(
         )
         for a in (*actives, *queued, *processing)
     )
+    rows = [
+        [a.name, a.state, a.reference or "", a.assigned_at.isoformat() if a.assigned_at else ""]
+        for a in assignments
+    ]
     ref = {
         "bundle": current.name if current is not None else "",
-        "assignments": json.dumps(
-            [
-                [
-                    a.name,
-                    a.state,
-                    a.reference or "",
-                    a.assigned_at.isoformat() if a.assigned_at else "",
-                ]
-                for a in assignments
-            ],
-            separators=(",", ":"),
-        ),
+        "assignments": json.dumps(rows, separators=(",", ":")),  # read by is_applied
     }
     if esim_state:
         ref["esim_state"] = esim_state
@@ -399,7 +282,7 @@ def esim_from(
     return Esim(
         account=account,
         provider=provider,
-        iccid=iccid,
+        iccid=str(summary.get("iccid") or ""),
         state=state,
         plan=plan,
         label=label if isinstance(label, str) and label.strip() else None,
@@ -414,6 +297,9 @@ def esim_from(
     )
 
 
+# -- the catalogue ---------------------------------------------------------------------------
+
+
 def plan_from(
     bundle: dict[str, Any], *, currency: str, account: str, provider: str, kind: str
 ) -> Plan | None:
@@ -422,23 +308,19 @@ def plan_from(
     if not isinstance(name, str) or not name:
         return None
     data = _data_allowance(bundle.get("allowances"))
-    amount = parse_money(bundle.get("dataAmount"))  # MB, possibly fractional
+    amount = to_decimal(bundle.get("dataAmount"))  # MB, possibly fractional
     unlimited = bool(bundle.get("unlimited")) or bool(data and data.get("unlimited"))
-    # Unlimited bundles carry dataAmount 0 or -1 depending on the source, and their names
-    # say UL (Lite), ULE (Essential) or ULP (Plus).
     if amount == -1 or (not amount and _UNLIMITED_NAME.search(name)):
-        unlimited = True
+        unlimited = True  # dataAmount 0 or -1 by source; names say UL, ULE or ULP
     data_bytes: int | None = None
     if not unlimited:
-        allowance = parse_money(data.get("amount")) if data is not None else None
+        allowance = to_decimal(data.get("amount")) if data is not None else None
         if amount is not None and amount > 0:
-            data_bytes = _scaled(amount, MB)
+            data_bytes = _bytes(amount)
         elif data is not None and allowance is not None and allowance > 0:
-            factor = _UNIT_BYTES.get(str(data.get("unit", "MB")).upper(), MB)
-            data_bytes = _scaled(allowance, factor)
+            data_bytes = _bytes(allowance, data.get("unit", "MB"))
         else:
             return None
-    price = parse_money(bundle.get("price"))
     description = bundle.get("description")
     return Plan(
         id=name,
@@ -448,62 +330,45 @@ def plan_from(
         kind=kind,
         data_bytes=data_bytes,
         unlimited=unlimited,
-        validity_days=_int(bundle.get("duration")) or _days_of(name, description),
-        price=None if price is None else Money(price, currency),
+        validity_days=to_int(bundle.get("duration")) or _days_of(name, description),
+        price=to_money(bundle.get("price"), currency),
         countries=_countries(bundle.get("countries")),
         stacking="queues" if kind == "topup" else None,
         unit_base=1000,
     )
 
 
-def order_records(body: Any) -> list[dict[str, Any]]:
-    """The order list bare (v2.5 spec), wrapped in ``orders``, or a single order (v2.4)."""
-    if (
+# -- orders ----------------------------------------------------------------------------------
+
+
+def _one_order(body: Any) -> bool:
+    """A single order object (the v2.4 client's answer), not a list of them."""
+    return (
         isinstance(body, dict)
         and "orders" not in body
         and ("orderReference" in body or "order" in body)
-    ):
-        return [body]
-    return unwrap(body, "orders", "Orders")
+    )
 
 
-def strict_records(body: Any, *keys: str) -> list[dict[str, Any]] | None:
-    """Like ``unwrap``, but None (not an empty list) for an answer of no documented
-    shape: ``{}``, ``null``, ``{"esims": null}`` or a list of non-objects say nothing
-    about what the account holds."""
-    rows: Any = None
-    if isinstance(body, list):
-        rows = body
-    elif isinstance(body, dict):
-        rows = next((body[k] for k in keys if isinstance(body.get(k), list)), None)
-    if not isinstance(rows, list) or not all(isinstance(x, dict) for x in rows):
-        return None
-    return rows
+def _created(raw: dict[str, Any]) -> datetime | None:
+    return parse_time(raw.get("createdDate")) or parse_time(raw.get("createDate"))
+
+
+def order_records(body: Any) -> list[dict[str, Any]]:
+    """The order list bare (v2.5), wrapped in ``orders``, or one order (v2.4); lenient."""
+    return [body] if _one_order(body) else unwrap(body, "orders", "Orders")
 
 
 def strict_order_records(body: Any, *, complete: bool = False) -> list[dict[str, Any]] | None:
-    """``order_records`` for an answer that must be understood: None unless it is a bare
-    list, an ``orders`` list or one order; with ``complete``, also unless every order has
-    its reference, a readable date and its lines (what a lookup decides on)."""
-    if (
-        isinstance(body, dict)
-        and "orders" not in body
-        and ("orderReference" in body or "order" in body)
-    ):
-        rows: list[dict[str, Any]] | None = [body]
-    else:
-        rows = strict_records(body, "orders", "Orders")
-    if rows is None or not complete:
-        return rows
-    for r in rows:
-        created = parse_time(r.get("createdDate")) or parse_time(r.get("createDate"))
-        lines = r.get("order", r.get("Order"))
-        if not r.get("orderReference") or created is None or not isinstance(lines, list):
-            return None
+    """``order_records`` for an answer that must be understood: None for any other shape;
+    with ``complete``, also unless every order has its reference, a date and its lines."""
+    rows = [body] if _one_order(body) else strict_records(body, "orders", "Orders")
+    if rows is not None and complete:
+        for r in rows:
+            lines = r.get("order", r.get("Order"))
+            if not r.get("orderReference") or _created(r) is None or not isinstance(lines, list):
+                return None
     return rows
-
-
-_NOT_ESIM_ITEMS = {"topup", "autotopup", "apitopup"}  # money into the organisation balance
 
 
 def order_state(status: Any) -> OrderState:
@@ -520,25 +385,22 @@ def orders_from(
 ) -> list[Order]:
     """One order record as history rows: one per bundle line (balance top-ups left out)."""
     ref = str(raw.get("orderReference") or "")
-    created = parse_time(raw.get("createdDate")) or parse_time(raw.get("createDate"))
+    created = _created(raw)
     if not ref or created is None:
         return []
     currency = raw.get("currency") or default_currency
-    lines = [x for x in raw.get("order") or raw.get("Order") or () if isinstance(x, dict)]
+    lines = [x for x in as_list(raw.get("order") or raw.get("Order")) if isinstance(x, dict)]
     lines = [x for x in lines if str(x.get("type", "bundle")).lower() not in _NOT_ESIM_ITEMS]
-    state = order_state(raw.get("status"))
     out: list[Order] = []
     for i, line in enumerate(lines):
-        iccids = [str(x) for x in line.get("iccids") or ()]
-        if not iccids:
-            iccids = [
-                str(e["iccid"])
-                for e in line.get("esims") or ()
-                if isinstance(e, dict) and e.get("iccid")
-            ]
-        amount = parse_money(line.get("subTotal"))
+        iccids = [str(x) for x in as_list(line.get("iccids"))] or [
+            str(e["iccid"])
+            for e in as_list(line.get("esims"))
+            if isinstance(e, dict) and e.get("iccid")
+        ]
+        amount = to_decimal(line.get("subTotal"))
         if amount is None and len(lines) == 1:
-            amount = parse_money(raw.get("total"))
+            amount = to_decimal(raw.get("total"))
         out.append(
             Order(
                 id=ref if len(lines) == 1 else f"{ref}:{i + 1}",
@@ -547,9 +409,9 @@ def orders_from(
                 iccid=iccids[0] if len(iccids) == 1 else None,
                 plan_id=line.get("item"),
                 plan=line.get("item"),
-                price=Money(amount, str(currency)) if amount is not None and currency else None,
+                price=to_money(amount, str(currency)) if currency else None,
                 created_at=created,
-                state=state,
+                state=order_state(raw.get("status")),
                 source="provider",
                 extra={"order_reference": ref, "iccids": iccids, "type": line.get("type")},
             )
@@ -557,15 +419,19 @@ def orders_from(
     return out
 
 
-# -- errors --------------------------------------------------------------------------------
+# -- errors and rate limits ------------------------------------------------------------------
 
 
 class ServerFailure(TemporaryFailure):
-    """HTTP 5xx from eSIM Go (a purchase that got one may or may not have happened)."""
+    """HTTP 5xx from eSIM Go, with its ``Retry-After`` (a 503 says when to come back)."""
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class _Unreadable(TemporaryFailure):
+    """An answer of no documented shape: nothing is read from it."""
 
 
 def _message(body: Any) -> str:
@@ -578,16 +444,9 @@ def _message(body: Any) -> str:
 
 
 def _reset_seconds(resp: httpx.Response) -> float | None:
-    raw = resp.headers.get("X-Ratelimit-Reset")
-    if not raw:
-        return None
-    when = parse_time(raw)
-    if when is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    when = parse_time(resp.headers.get("X-Ratelimit-Reset"))
+    return None if when is None else max(0.0, (when - datetime.now(UTC)).total_seconds())
 
-
-# -- the provider --------------------------------------------------------------------------
 
 _THROTTLES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Throttle]] = (
     weakref.WeakKeyDictionary()
@@ -600,6 +459,17 @@ def _shared_throttle(rate: float) -> Throttle:
     if rate not in buckets:
         buckets[rate] = Throttle(rate, 1.0, burst=max(1, int(rate)))
     return buckets[rate]
+
+
+def _kind(path: str) -> str:
+    """The endpoint family of a path, for the token costs learnt per family."""
+    parts = [p for p in re.sub(r"^/v\d+(?:\.\d+)?", "", path).split("/") if p]
+    if parts[:1] == ["esims"] and len(parts) >= 2:
+        return f"esims/*/{parts[2]}" if len(parts) >= 3 else "esims/*"
+    return parts[0] if parts else ""
+
+
+# -- the provider ----------------------------------------------------------------------------
 
 
 class EsimGoProvider(Provider):
@@ -619,13 +489,11 @@ class EsimGoProvider(Provider):
         }
     )
     unit_base: ClassVar[int] = 1000
-    #: eSIM Go documents no usage cache; 5 minutes keeps repeated `status` runs off the
-    #: 10 requests/s limit (one request per eSIM) while figures stay current.
+    #: No documented usage cache; 5 minutes keeps repeated `status` off the rate limit.
     usage_ttl: ClassVar[timedelta] = timedelta(minutes=5)
     catalogue_ttl: ClassVar[timedelta] = timedelta(hours=6)
-    #: A purchase not in the order list this long after its intent was never made. Orders
-    #: are listed at once; the margin covers a request that reached eSIM Go after we gave
-    #: up on it (a hang), so a late commit is found rather than bought again.
+    #: Orders are listed at once; the margin covers a request that reached eSIM Go after
+    #: we gave up on it, so a late commit is found rather than bought again.
     order_lookup_lag: ClassVar[timedelta] = timedelta(minutes=5)
     homepage: ClassVar[str | None] = "https://sso.esim-go.com/login"
 
@@ -635,8 +503,7 @@ class EsimGoProvider(Provider):
 
     @staticmethod
     def _options(options: Mapping[str, Any], *, default_timeout: float) -> tuple[float, int, float]:
-        """``timeout`` (seconds per request), ``retries`` (of a read) and ``rate_limit``
-        (requests per second: the documented 10, unless eSIM Go raised the account's)."""
+        """``timeout`` (seconds per request), ``retries`` (of a read), ``rate_limit``."""
         try:
             timeout = float(options.get("timeout", default_timeout))
             retries = int(options.get("retries", 4))
@@ -661,33 +528,32 @@ class EsimGoProvider(Provider):
         )
         self._api: ApiClient | None = None
         self._org: dict[str, Any] | None = None
-        #: Tokens each endpoint family costs, as learnt from ``X-Ratelimit-Cost``.
-        self._costs: dict[str, int] = {}
+        self._costs: dict[str, int] = {}  # tokens per endpoint family (X-Ratelimit-Cost)
 
-    # -- plumbing ---------------------------------------------------------------------------
+    # -- credentials and requests -----------------------------------------------------------
 
     @property
     def api(self) -> ApiClient:
         if self._api is None:
             key = (self.ctx.secrets.get("API_KEY") or "").strip()
             if not key:
-                raise CredentialsError(
+                raise self._error(
+                    CredentialsError,
                     f"no API key for account {self.account!r}: run 'esimctl account add "
                     f"{self.account} --provider esimgo' or set {env_var(self.account, 'API_KEY')}",
-                    account=self.account,
-                    provider=self.id,
                 )
             self._api = ApiClient(
                 base_url=self.base_url,
                 provider=self.id,
                 account=self.account,
                 timeout=self._timeout,
-                headers={"X-API-Key": key},
+                headers={"X-API-Key": key},  # never ?api_key=: query strings reach logs
                 throttle=_shared_throttle(self._rate),
                 error_mapper=self._map_error,
                 retries=self._retries,
                 extra=self.ctx.extra,
-                secrets=self.ctx.secrets.values(),  # masked in its errors
+                secrets=self.ctx.secrets.values(),
+                transport=self.ctx.transport,
             )
             self._api.client.event_hooks["response"].append(self._on_response)
         return self._api
@@ -697,46 +563,33 @@ class EsimGoProvider(Provider):
             await self._api.aclose()
             self._api = None
 
-    @staticmethod
-    def _kind(path: str) -> str:
-        """The endpoint family a path belongs to, for learnt token costs."""
-        path = re.sub(r"^/v\d+(?:\.\d+)?", "", path)
-        parts = [p for p in path.split("/") if p]
-        if not parts:
-            return ""
-        if parts[0] == "esims" and len(parts) >= 3:
-            return f"esims/*/{parts[2]}"
-        if parts[0] == "esims" and len(parts) == 2:
-            return "esims/*"
-        return parts[0]
-
     async def _on_response(self, resp: httpx.Response) -> None:
-        throttle = self.api.throttle
-        cost = _int(resp.headers.get("X-Ratelimit-Cost"))
+        """Learn the endpoint's cost; an empty bucket waits for ``X-Ratelimit-Reset``."""
+        cost = to_int(resp.headers.get("X-Ratelimit-Cost"))
         if cost is not None and 1 <= cost <= max(self._rate, 1):
-            self._costs[self._kind(resp.request.url.path)] = cost
-        remaining = _int(resp.headers.get("X-Ratelimit-Remaining"))
+            self._costs[_kind(resp.request.url.path)] = cost
+        remaining = to_int(resp.headers.get("X-Ratelimit-Remaining"))
+        throttle = self.api.throttle
         if throttle is not None and remaining is not None and remaining <= 0:
             wait = _reset_seconds(resp)
             throttle.pause(min(wait if wait is not None else 1.0, 2.0) or 0.1)
 
-    async def _get(self, path: str, **kwargs: Any) -> Any:
-        return await self._call("GET", path, **kwargs)
-
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         api = self.api
-        extra = self._costs.get(self._kind(path), 1) - 1
         if api.throttle is not None:
-            for _ in range(extra):
+            for _ in range(self._costs.get(_kind(path), 1) - 1):
                 await api.throttle.acquire()
         return await api.request(method, path, **kwargs)
 
+    async def _get(self, path: str, **kwargs: Any) -> Any:
+        return await self._call("GET", path, **kwargs)
+
     def _map_error(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
-        """eSIM Go's ``{"message": ...}`` errors; the HTTP status decides, the text refines."""
+        """``{"message": ...}``: the HTTP status decides, the text only refines."""
         status = resp.status_code
         if status < 400:
             return None
-        msg = self.api.scrub(_message(body))  # the account's scrubber (http.Scrubber)
+        msg = self.api.scrub(_message(body))
         low = msg.lower()
         path = resp.request.url.path
         m = _ICCID_PATH.search(path)
@@ -774,14 +627,8 @@ class EsimGoProvider(Provider):
             w in low for w in ("not exist", "not found", "unknown", "invalid")
         ):
             return InvalidInput(f"eSIM Go sells no such bundle: {msg}")
-        if (
-            status in (400, 404)
-            and (iccid or about_esim)
-            and any(
-                w in low
-                for w in ("not found", "not exist", "permission", "invalid iccid", "no esim")
-            )
-        ):
+        gone = ("not found", "not exist", "permission", "invalid iccid", "no esim")
+        if status in (400, 404) and (iccid or about_esim) and any(w in low for w in gone):
             named = iccid or next(iter(re.findall(r"\d{18,22}", msg)), None)
             what = f"eSIM {named}" if named else "the eSIM"
             return NotFound(f"{what} is not on eSIM Go account {self.account!r}")
@@ -793,113 +640,58 @@ class EsimGoProvider(Provider):
             f"eSIM Go refused the request to {path} (HTTP {status}{': ' + msg if msg else ''})"
         )
 
-    def _unreadable(self, what: str, body: Any) -> TemporaryFailure:
-        return TemporaryFailure(
+    def _error(self, cls: type[E], message: str, **kwargs: Any) -> E:
+        return cls(message, account=self.account, provider=self.id, **kwargs)
+
+    def _unreadable(self, what: str, body: Any) -> _Unreadable:
+        return self._error(
+            _Unreadable,
             f"eSIM Go answered {what} with {shape_of(body)}, not what it documents; nothing "
             "is read from it (retry later)",
-            account=self.account,
-            provider=self.id,
         )
-
-    def _strict(
-        self, what: str, read: Callable[[Any], list[dict[str, Any]] | None]
-    ) -> Callable[[Any], list[dict[str, Any]]]:
-        """A page reader for ``_pages`` that raises on an answer of no documented shape."""
-
-        def records(body: Any) -> list[dict[str, Any]]:
-            rows = read(body)
-            if rows is None:
-                raise self._unreadable(what, body)
-            return rows
-
-        return records
-
-    async def _key_works(self) -> bool:
-        try:
-            await self._organisation(fresh=True)
-        except AuthRejected:
-            return False
-        return True
 
     async def _about_iccid(self, iccid: str, call: Callable[[], Awaitable[T]]) -> T:
         """A 403 about one ICCID means "not yours" when the key itself still works."""
         try:
             return await call()
-        except AuthRejected:
-            if await self._key_works():
-                raise NotFound(
-                    f"eSIM {iccid} is not on eSIM Go account {self.account!r}",
-                    account=self.account,
-                    provider=self.id,
-                ) from None
-            raise
+        except AuthRejected as refused:
+            try:
+                await self._organisation(fresh=True)
+            except AuthRejected:
+                raise refused from None  # the key itself is refused
+            msg = f"eSIM {iccid} is not on eSIM Go account {self.account!r}"
+            raise self._error(NotFound, msg) from None
 
     async def _pages(
         self,
         path: str,
         params: dict[str, Any],
+        what: str,
+        read: Callable[[Any], list[dict[str, Any]] | None],
         *,
-        page_size: int,
-        size_param: str,
-        records: Callable[[Any], list[dict[str, Any]]],
+        size_param: str = "perPage",
     ) -> list[dict[str, Any]]:
-        """Every page of a list without totals: read until a short page, or one that only
-        repeats what came before (a server that ignores ``page``)."""
-        out: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for page in range(1, MAX_PAGES + 1):
-            body = await self._get(
-                path, params={**params, "page": str(page), size_param: page_size}
-            )
-            rows = records(body)
-            fresh = 0
-            for r in rows:
-                key = json.dumps(r, sort_keys=True, default=str)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(r)
-                    fresh += 1
-            if len(rows) < page_size or not fresh:
-                break
-        return out
+        """No totals: pages until a short one (or one that brings nothing new)."""
 
-    @staticmethod
-    async def _each(items: Iterable[T], fn: Callable[[T], Awaitable[R]], limit: int = 8) -> list[R]:
-        """``fn`` over ``items``, at most ``limit`` in flight; the first error stops the rest."""
-        todo = list(items)
-        results: list[R | None] = [None] * len(todo)
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(len(todo)):
-            queue.put_nowait(i)
-        failure: list[BaseException] = []
+        async def fetch(page: int) -> tuple[list[dict[str, Any]], bool]:
+            body = await self._get(path, params={**params, "page": str(page), size_param: PER_PAGE})
+            rows = read(body)
+            if rows is None:
+                raise self._unreadable(what, body)
+            return rows, len(rows) >= PER_PAGE
 
-        async def worker() -> None:
-            while not failure:
-                try:
-                    i = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                try:
-                    results[i] = await fn(todo[i])
-                except BaseException as exc:
-                    failure.append(exc)
-                    return
+        return await numbered_pages(fetch, max_pages=MAX_PAGES, dedupe=json_key)
 
-        await asyncio.gather(*(worker() for _ in range(min(limit, len(todo)) or 1)))
-        if failure:
-            raise failure[0]
-        return [r for r in results if r is not None]
-
-    # -- organisation -----------------------------------------------------------------------
+    # -- organisation and balance -----------------------------------------------------------
 
     async def _organisation(self, *, fresh: bool = False) -> dict[str, Any]:
         if self._org is None or fresh:
             body = await self._get("/organisation")
             if isinstance(body, dict) and isinstance(body.get("organisations"), list):
-                orgs = [o for o in body["organisations"] if isinstance(o, dict)]
+                orgs = unwrap(body, "organisations")
                 body = orgs[0] if orgs else {}
-            # Only what we need is kept: the answer also carries the API key itself.
             org = body if isinstance(body, dict) else {}
+            # Only what we need: the answer also carries the API key itself.
             self._org = {k: org.get(k) for k in ("name", "currency", "balance", "testCredit")}
         return self._org
 
@@ -914,37 +706,39 @@ class EsimGoProvider(Provider):
         return f"{name}: balance {bal}" if bal is not None else str(name)
 
     async def balance(self) -> Money | None:
-        org = await self._organisation()
-        amount = parse_money(org.get("balance"))
-        return None if amount is None else Money(amount, await self._currency())
+        return to_money((await self._organisation()).get("balance"), await self._currency())
 
     # -- eSIMs ------------------------------------------------------------------------------
 
     async def _assignments(self, iccid: str) -> list[Assignment]:
         body = await self._get(
-            f"/esims/{iccid}/bundles",
-            params={"includeUsed": "true", "limit": ASSIGNMENTS_LIMIT},
+            f"/esims/{iccid}/bundles", params={"includeUsed": "true", "limit": ASSIGNMENTS_LIMIT}
         )
         if strict_records(body, "bundles") is None and not (
             isinstance(body, dict) and isinstance(body.get("assignments"), list)
         ):
-            # Not "no bundles": an answer we cannot read says nothing about the eSIM.
             raise self._unreadable(f"the bundles of eSIM {iccid}", body)
         return parse_assignments(body)
 
+    def _esim(self, summary: dict[str, Any], assignments: Sequence[Assignment]) -> Esim:
+        now = self.ctx.clock()
+        return esim_from(summary, assignments, account=self.account, provider=self.id, now=now)
+
+    def _plan(self, bundle: dict[str, Any], currency: str, kind: str) -> Plan | None:
+        return plan_from(
+            bundle, currency=currency, account=self.account, provider=self.id, kind=kind
+        )
+
+    def _orders(self, raw: dict[str, Any], currency: str | None) -> list[Order]:
+        return orders_from(raw, account=self.account, provider=self.id, default_currency=currency)
+
     async def list_esims(self) -> list[Esim]:
         summaries = await self._pages(
-            "/esims",
-            {},
-            page_size=ESIMS_PER_PAGE,
-            size_param="perPage",
-            records=self._strict("the eSIM list", lambda body: strict_records(body, "esims")),
+            "/esims", {}, "the eSIM list", lambda body: strict_records(body, "esims")
         )
-        summaries = [s for s in summaries if s.get("iccid")]
-        summaries = list({str(s["iccid"]): s for s in summaries}.values())
+        unique = {str(s["iccid"]): s for s in summaries if s.get("iccid")}
 
-        async def one(summary: dict[str, Any]) -> Esim | None:
-            iccid = str(summary["iccid"])
+        async def one(iccid: str) -> Esim | None:
             try:
                 assignments = await self._about_iccid(iccid, lambda: self._assignments(iccid))
             except NotFound:  # gone (or taken back) between the list and this call
@@ -956,25 +750,15 @@ class EsimGoProvider(Provider):
                     as_of=self.ctx.clock(),
                     unit_base=1000,
                 )
-            except TemporaryFailure as exc:
-                if not exc.message.startswith("eSIM Go answered"):
-                    raise
-                # One eSIM's unreadable answer is an error for that eSIM, not the account.
+            except _Unreadable as exc:  # an error for that eSIM, not for the account
+                msg = f"eSIM {iccid}: {exc.message}; not shown and never renewed on it"
                 self.rejected.append(
-                    ProviderError(
-                        f"eSIM {iccid}: {exc.message}; not shown and never renewed on it",
-                        account=self.account,
-                        provider=self.id,
-                        code="unreadable_answer",
-                        iccid=iccid,
-                    )
+                    self._error(ProviderError, msg, code="unreadable_answer", iccid=iccid)
                 )
                 return None
-            return esim_from(
-                summary, assignments, account=self.account, provider=self.id, now=self.ctx.clock()
-            )
+            return self._esim(unique[iccid], assignments)
 
-        return [e for e in await self._each(summaries, one) if e is not None]
+        return [e for e in await bounded_map(unique, one) if e is not None]
 
     async def get_esim(self, iccid: str) -> Esim:
         async def fetch() -> Esim:
@@ -982,30 +766,26 @@ class EsimGoProvider(Provider):
             if not isinstance(detail, dict):
                 raise self._unreadable(f"eSIM {iccid}", detail)
             summary = {**detail, "iccid": detail.get("iccid") or iccid}
-            assignments = await self._assignments(iccid)
-            return esim_from(
-                summary, assignments, account=self.account, provider=self.id, now=self.ctx.clock()
-            )
+            return self._esim(summary, await self._assignments(iccid))
 
         return await self._about_iccid(iccid, fetch)
 
     # -- catalogue and top-ups --------------------------------------------------------------
 
-    async def _catalogue(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _catalogue(self, countries: str) -> list[dict[str, Any]]:
         return await self._pages(
             "/catalogue",
-            params,
-            page_size=CATALOGUE_PER_PAGE,
-            size_param="perPage",
-            records=self._strict("the catalogue", lambda body: strict_records(body, "bundles")),
+            {"countries": countries},
+            "the catalogue",
+            lambda body: strict_records(body, "bundles"),
         )
 
     async def catalogue(self, country: str) -> list[Plan]:
         cc = country.strip().upper()
         currency = await self._currency()
         plans = []
-        for b in await self._catalogue({"countries": cc}):
-            p = plan_from(b, currency=currency, account=self.account, provider=self.id, kind="new")
+        for b in await self._catalogue(cc):
+            p = self._plan(b, currency, "new")
             if p is not None and (not p.countries or cc in p.countries):
                 plans.append(p)
         return plans
@@ -1016,162 +796,111 @@ class EsimGoProvider(Provider):
         except (NotFound, InvalidInput, ProviderError):
             return None
         if isinstance(body, dict) and isinstance(body.get("bundles"), list):
-            found = [b for b in body["bundles"] if isinstance(b, dict)]
-            return found[0] if found else None
+            return next(iter(unwrap(body, "bundles")), None)
         return body if isinstance(body, dict) else None
 
     async def _compatible(self, iccid: str, bundle: str) -> bool:
         body = await self._get(f"/esims/{iccid}/compatible/{quote(bundle, safe='')}")
         if isinstance(body, dict):
             value = body.get("compatible", body.get("Compatible"))
-            if isinstance(value, str):
-                return value.strip().lower() == "true"
-            return bool(value)
-        return bool(body is True)
+            return to_bool(value) is True if isinstance(value, str) else bool(value)
+        return body is True
 
     async def topups(self, esim: Esim) -> list[Plan]:
-        name = esim.ref.get("bundle") or ""
-        if not name:
-            fresh = await self.get_esim(esim.iccid)
-            name = fresh.ref.get("bundle") or ""
+        """Catalogue bundles covering the current bundle's countries, on its network
+        profile, that ``/compatible`` accepts (eSIM Go has no top-up catalogue)."""
+        name = esim.ref.get("bundle") or (await self.get_esim(esim.iccid)).ref.get("bundle")
         if not name:
             return []  # no bundle ever: nothing says which country the eSIM is for
         current = await self._bundle(name)
         covers = _countries(current.get("countries")) if current else ()
-        if not covers:
-            parts = name.split("_")
-            covers = tuple(p.upper() for p in parts[3:4] if len(p) == 2 and p.isalpha())
+        if not covers:  # esim_1GB_7D_PT_V2: the country is in the name
+            covers = tuple(p.upper() for p in name.split("_")[3:4] if len(p) == 2 and p.isalpha())
         if not covers:
             return []
         profile = (current or {}).get("profileName")
         currency = await self._currency()
-        candidates: list[tuple[Plan, dict[str, Any]]] = []
-        for b in await self._catalogue({"countries": ",".join(covers)}):
-            p = plan_from(
-                b, currency=currency, account=self.account, provider=self.id, kind="topup"
-            )
+        candidates: list[Plan] = []
+        for b in await self._catalogue(",".join(covers)):
+            p = self._plan(b, currency, "topup")
             if p is None or not set(covers) <= set(p.countries):
                 continue
-            # A different network profile is never compatible: skip the check for it.
             if profile and b.get("profileName") and b.get("profileName") != profile:
-                continue
-            candidates.append((p, b))
+                continue  # another network profile is never compatible: not asked
+            candidates.append(p)
 
-        async def check(c: tuple[Plan, dict[str, Any]]) -> Plan | None:
+        async def check(p: Plan) -> Plan | None:
             try:
-                ok = await self._compatible(esim.iccid, c[0].id)
+                return p if await self._compatible(esim.iccid, p.id) else None
             except (InvalidInput, ProviderError):
                 return None
-            return c[0] if ok else None
 
         checked = await self._about_iccid(
-            esim.iccid, lambda: self._each(candidates, check, limit=4)
+            esim.iccid, lambda: bounded_map(candidates, check, limit=4)
         )
         return [p for p in checked if p is not None]
 
     # -- orders -----------------------------------------------------------------------------
 
-    async def _order_records(
+    async def _order_rows(
         self, since: datetime | None = None, *, complete: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[Order]:
         params: dict[str, Any] = {"includeIccids": "true"}
         if since is not None:
             params["createdAt"] = "gte:" + since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        return await self._pages(
+        found = await self._pages(
             "/orders",
             params,
-            page_size=ORDERS_PER_PAGE,
+            "the order list",
+            lambda body: strict_order_records(body, complete=complete),
             size_param="limit",
-            records=self._strict(
-                "the order list", lambda body: strict_order_records(body, complete=complete)
-            ),
         )
+        currency = await self._currency() if any(not r.get("currency") for r in found) else None
+        return [o for r in found for o in self._orders(r, currency)]
 
     async def orders(self) -> list[Order]:
-        currency: str | None = None
-        records = await self._order_records()
-        if any(not r.get("currency") for r in records):
-            currency = await self._currency()
-        out: list[Order] = []
-        for r in records:
-            out.extend(
-                orders_from(r, account=self.account, provider=self.id, default_currency=currency)
-            )
-        out.sort(key=lambda o: o.created_at, reverse=True)
-        return out
-
-    # -- the purchase journal ---------------------------------------------------------------
-
-    def _journal_put(self, reference: str, **fields: Any) -> None:
-        self.ctx.journal.record(reference, **fields)
-
-    def _claimed(self, reference: str) -> set[str]:
-        """Provider order ids that other purchases of ours already account for."""
-        return self.ctx.journal.claimed_order_ids(except_reference=reference)
-
-    def _intent(self, reference: str) -> dict[str, Any]:
-        return self.ctx.journal.entry(reference)
+        return sorted(await self._order_rows(), key=lambda o: o.created_at, reverse=True)
 
     # -- buying -----------------------------------------------------------------------------
 
-    def _line(self, esim: Esim, plan: Plan) -> dict[str, Any]:
-        # allowReassign false: an incompatible bundle is refused rather than put on a new ICCID.
-        return {
-            "type": "bundle",
-            "item": plan.id,
-            "quantity": 1,
-            "iccids": [esim.iccid],
-            "allowReassign": False,
-        }
+    def _refused(self, text: str) -> LimitRefused:
+        return self._error(LimitRefused, f"refused: {text}")
 
     async def _validate(self, esim: Esim, plan: Plan, line: dict[str, Any]) -> Money:
-        """Price the order with ``type: validate`` (documented: it runs every check and
-        returns the total without charging, so it is retried like a read; a failure here
-        means nothing was bought). Refused unless the total is a real price no higher
-        than the listed one the user agreed to."""
+        """Price the order with ``type: validate`` (charges nothing, retried like a read);
+        refused unless the total is a real price no higher than the one shown."""
         what = f"{plan.id!r} for eSIM {esim.iccid}"
         if plan.price is None:
-            raise LimitRefused(
-                f"refused: eSIM Go lists no price for {what}, and esimctl does not buy at an "
-                "unknown price; nothing was bought",
-                account=self.account,
-                provider=self.id,
+            raise self._refused(
+                f"eSIM Go lists no price for {what}, and esimctl does not buy at an unknown "
+                "price; nothing was bought"
             )
-        quote_ = await self._call(
+        answer = await self._call(
             "POST", "/orders", json={"type": "validate", "assign": True, "order": [line]}
         )
-        if not isinstance(quote_, dict):
-            raise self._unreadable("the price check (validate)", quote_)
-        if quote_.get("valid") is False:
-            raise InvalidInput(
-                f"eSIM Go will not sell {what}: {_message(quote_) or 'the order did not validate'}",
-                account=self.account,
-                provider=self.id,
-            )
-        total = parse_money(quote_.get("total"))
+        if not isinstance(answer, dict):
+            raise self._unreadable("the price check (validate)", answer)
+        if answer.get("valid") is False:
+            why = _message(answer) or "the order did not validate"
+            raise self._error(InvalidInput, f"eSIM Go will not sell {what}: {why}")
+        total = to_decimal(answer.get("total"))
         if total is None:
-            raise self._unreadable("the price check (validate)", quote_)
-        currency = quote_.get("currency") or plan.price.currency
+            raise self._unreadable("the price check (validate)", answer)
+        currency = answer.get("currency") or plan.price.currency
         if currency != plan.price.currency:
-            raise LimitRefused(
-                f"refused: eSIM Go prices {what} in {currency}, not in the {plan.price.currency} "
-                "shown; nothing was bought",
-                account=self.account,
-                provider=self.id,
+            raise self._refused(
+                f"eSIM Go prices {what} in {currency}, not in the {plan.price.currency} "
+                "shown; nothing was bought"
             )
         if total <= 0:
-            raise LimitRefused(
-                f"refused: eSIM Go's price check for {what} says {total} {currency}, which is "
-                "no real price; nothing was bought",
-                account=self.account,
-                provider=self.id,
+            raise self._refused(
+                f"eSIM Go's price check for {what} says {total} {currency}, which is no real "
+                "price; nothing was bought"
             )
         if total > plan.price.amount:
-            raise LimitRefused(
-                f"refused: eSIM Go now asks {Money(total, currency)} for {plan.id}, more "
-                f"than the {plan.price} shown; nothing was bought, check 'esimctl plans'",
-                account=self.account,
-                provider=self.id,
+            raise self._refused(
+                f"eSIM Go now asks {Money(total, currency)} for {plan.id}, more than the "
+                f"{plan.price} shown; nothing was bought, check 'esimctl plans'"
             )
         return Money(total, currency)
 
@@ -1180,61 +909,46 @@ class EsimGoProvider(Provider):
             return await self._compatible(esim.iccid, plan.id)
 
         if not await self._about_iccid(esim.iccid, compatible):
-            raise InvalidInput(
+            raise self._error(
+                InvalidInput,
                 f"eSIM Go bundle {plan.id!r} cannot be applied to eSIM {esim.iccid} (another "
                 f"network profile); see 'esimctl plans {esim.iccid}'",
-                account=self.account,
-                provider=self.id,
             )
-        line = self._line(esim, plan)
+        # allowReassign false: an incompatible bundle is refused, never put on a new ICCID.
+        line = {
+            "type": "bundle",
+            "item": plan.id,
+            "quantity": 1,
+            "iccids": [esim.iccid],
+            "allowReassign": False,
+        }
         await self._validate(esim, plan, line)
-        sent_at = self.ctx.clock()
-        self._journal_put(reference, iccid=esim.iccid, plan_id=plan.id, sent_at=sent_at.isoformat())
-        try:
-            body = await self._call(
-                "POST",
-                "/orders",
-                json={"type": "transaction", "assign": True, "order": [line]},
-                idempotent=False,
-            )
-        except ServerFailure as exc:
-            raise OutcomeUnknown(
-                f"eSIM Go answered the purchase with an error ({exc.message}); whether it "
-                "went through is checked before anything is bought again",
-                account=self.account,
-                provider=self.id,
-            ) from None
-        records = order_records(body)
-        raw = records[0] if records else {}
-        orders = orders_from(
-            raw,
-            account=self.account,
-            provider=self.id,
-            default_currency=plan.price.currency if plan.price else None,
+        # No client reference on eSIM Go: the journal is what find_order matches on.
+        sent_at = self.ctx.clock().isoformat()
+        self.ctx.journal.record(reference, iccid=esim.iccid, plan_id=plan.id, sent_at=sent_at)
+        body = await self._call(
+            "POST",
+            "/orders",
+            json={"type": "transaction", "assign": True, "order": [line]},
+            idempotent=False,
         )
+        raw = next(iter(order_records(body)), {})
+        currency = plan.price.currency if plan.price else None
+        orders = self._orders(raw, currency)
         if not orders:
-            raise OutcomeUnknown(
+            raise self._error(
+                OutcomeUnknown,
                 "eSIM Go accepted the purchase but its answer has no order reference; it is "
                 "checked before anything is bought again",
-                account=self.account,
-                provider=self.id,
             )
         order = orders[0]
-        self._journal_put(reference, order=order.id)
-        # The price the answer says was charged, as reported (None when it gives none or
-        # no finite number): the ledger keeps the listed price beside it.
-        price = order.price
-        return Order(
-            id=order.id,
-            account=self.account,
-            provider=self.id,
+        self.ctx.journal.record(reference, order=order.id)
+        # The price the answer says was charged, as reported; the ledger keeps the listed one.
+        return dataclasses.replace(
+            order,
             iccid=esim.iccid,
             plan_id=plan.id,
             plan=plan.name,
-            price=price,
-            created_at=order.created_at,
-            state=order.state,
-            source="provider",
             reference=reference,
             extra={**order.extra, "status_message": raw.get("statusMessage")},
         )
@@ -1242,10 +956,8 @@ class EsimGoProvider(Provider):
     async def find_order(
         self, reference: str, *, iccid: str | None, since: datetime
     ) -> Order | None:
-        """The order our purchase ``reference`` made, or None when a well-formed order
-        list shows none. An answer that cannot be understood (``{}``, ``null``, an order
-        without its reference or date) is never evidence that nothing happened: it
-        raises, and the purchase stays unresolved until a readable answer decides."""
+        """The order ``reference`` made; None only when a well-formed order list shows
+        none. An answer that cannot be understood raises: the purchase stays unresolved."""
         try:
             return await self._find_order(reference, iccid=iccid, since=since)
         except CredentialsError:
@@ -1258,59 +970,39 @@ class EsimGoProvider(Provider):
     async def _find_order(
         self, reference: str, *, iccid: str | None, since: datetime
     ) -> Order | None:
-        intent = self._intent(reference)
-        plan_id = intent.get("plan_id")
+        intent = self.ctx.journal.entry(reference)
+        plan_id, known = intent.get("plan_id"), intent.get("order")
         iccid = iccid or intent.get("iccid")
-        known = intent.get("order")
-        # The journal knows when the request left, to the second; the caller's ``since``
-        # is only a bound. An order dated before the request cannot be ours.
+        # The journal knows when the request left; an order dated before it is not ours.
         sent = parse_time(intent.get("sent_at"))
         start = (sent if sent is not None and sent > since else since) - ORDER_CLOCK_MARGIN
-        claimed = self._claimed(reference)
-        currency = None
-        records = await self._order_records(start, complete=True)
-        if any(not r.get("currency") for r in records):
-            currency = await self._currency()
-        rows = [
-            o
-            for r in records
-            for o in orders_from(
-                r, account=self.account, provider=self.id, default_currency=currency
+        claimed = self.ctx.journal.claimed_order_ids(except_reference=reference)
+        rows = await self._order_rows(start, complete=True)
+
+        def ours(o: Order) -> bool:
+            ref = str(o.extra.get("order_reference") or o.id)
+            iccids = o.extra.get("iccids") or []
+            return not (
+                ref in claimed
+                or o.id in claimed
+                or o.created_at < start
+                or (plan_id and o.plan_id != plan_id)
+                or (iccid and iccids and iccid not in iccids)
             )
-        ]
+
         candidates = [o for o in rows if known and o.extra.get("order_reference") == known]
-        if not candidates:
-            for o in rows:
-                ref = str(o.extra.get("order_reference") or o.id)
-                if ref in claimed or o.id in claimed or o.created_at < start:
-                    continue
-                if plan_id and o.plan_id != plan_id:
-                    continue
-                iccids = o.extra.get("iccids") or []
-                if iccid and iccids and iccid not in iccids:
-                    continue
-                candidates.append(o)
+        candidates = candidates or [o for o in rows if ours(o)]
         if not candidates:
             return None
         found = min(candidates, key=lambda o: o.created_at)
-        self._journal_put(reference, order=str(found.extra.get("order_reference") or found.id))
-        return Order(
-            id=found.id,
-            account=found.account,
-            provider=found.provider,
-            iccid=iccid or found.iccid,
-            plan_id=found.plan_id,
-            plan=found.plan,
-            price=found.price,
-            created_at=found.created_at,
-            state=found.state,
-            source="provider",
-            reference=reference,
-            extra=found.extra,
+        self.ctx.journal.record(
+            reference, order=str(found.extra.get("order_reference") or found.id)
         )
+        return dataclasses.replace(found, iccid=iccid or found.iccid, reference=reference)
 
     def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
-        """Applied once the bundle bought by ``order`` left *processing* on the eSIM."""
+        """Applied once the bundle ``order`` bought has left *processing* on the eSIM: the
+        assignment naming the order, else a bundle of that name assigned since it."""
         try:
             rows = json.loads(after.ref.get("assignments") or "[]")
         except ValueError:
@@ -1321,7 +1013,6 @@ class EsimGoProvider(Provider):
         ]
         if mine:
             return any(r[1] in APPLIED_STATES for r in mine)
-        # No assignment names the order: a bundle of that name assigned since the order.
         since = order.created_at - ORDER_CLOCK_MARGIN
         for r in rows:
             if len(r) < 4 or r[0] != order.plan_id or r[1] not in APPLIED_STATES:

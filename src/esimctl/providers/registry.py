@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from esimctl.errors import ConfigError, InvalidInput
-from esimctl.providers.base import PROVIDER_API_VERSION, Provider
+from esimctl.providers.base import PROVIDER_API_VERSION, Capability, Provider
 
 GROUP = "esimctl.providers"
 BUILTINS = {
@@ -141,4 +141,11 @@ def load(provider_id: str) -> type[Provider]:
         )
     if not isinstance(getattr(cls, "display_name", None), str):
         raise ConfigError(f"provider {provider_id!r} ({what}) sets no display_name")
+    caps: frozenset[Capability] = getattr(cls, "capabilities", frozenset())
+    if Capability.BUY_TOPUP in caps and Capability.FIND_ORDER not in caps:
+        # Without a lookup by reference, one lost answer would block the eSIM for good.
+        raise ConfigError(
+            f"provider {provider_id!r} ({what}) can buy (buy_topup) but cannot look an order "
+            "up by its reference (find_order): esimctl buys only where it can check"
+        )
     return cls

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from esimctl import parsing
 from esimctl.env import Env
-from esimctl.errors import EsimctlError, Interrupted, InvalidInput, LimitRefused
+from esimctl.errors import EsimctlError, Interrupted, InvalidInput, LimitRefused, Unsupported
 from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
 from esimctl.models import Esim, Money
@@ -49,6 +49,13 @@ def run_renew(opts: RenewOptions, env: Env) -> Result:
         from .renew_manual import run_manual_renew
 
         return run_manual_renew(opts, env, provider, esim)
+    if Capability.BUY_TOPUP not in provider.capabilities:
+        raise Unsupported(
+            f"{provider.display_name} top-ups cannot be bought through esimctl; renew "
+            f"{describe(esim)} with the seller",
+            account=provider.account,
+            provider=provider.id,
+        )
     if not opts.plan:
         raise InvalidInput(
             f"name the plan: esimctl renew {opts.esim} --plan PLAN "

@@ -425,7 +425,9 @@ class ApiClient:
                 last, final = connect_failure(exc, self.provider, self.client.base_url)
                 if final or not idempotent:
                     raise self._err(last) from None
-            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            except httpx.TransportError as exc:
+                # A timeout, a dropped or broken connection, a write cut short: the request
+                # may have reached the provider (a connection never made is above).
                 if not idempotent:
                     raise self._err(
                         OutcomeUnknown(
