@@ -340,6 +340,18 @@ PROVIDER_OPTIONS: dict[str, Schema] = {
 }
 
 
+def provider_options(provider: str, options: Mapping[str, Any], *, account: str) -> dict[str, Any]:
+    """A built-in provider's own options of an account, parsed by its schema above (the
+    one validator: config load, ``account add`` and the provider all use it); a plugin's
+    options as they are. Keys of the account table that are not the provider's (``base_url``,
+    ``credential_store``) are left out. ``ConfigError`` (exit 2) for a bad value."""
+    schema = PROVIDER_OPTIONS.get(provider)
+    if schema is None:
+        return dict(options)
+    own = {k: v for k, v in options.items() if k in schema}
+    return check(own, schema, path=Path("config.toml"), where=table_name("accounts", account))
+
+
 def account_schema(provider: str) -> tuple[Schema, bool]:
     """The keys of an account of ``provider``, and whether other keys are allowed."""
     own = PROVIDER_OPTIONS.get(provider)

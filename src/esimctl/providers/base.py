@@ -230,7 +230,23 @@ class Provider:
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
-        """Validate an account's provider options before they are saved; raise InvalidInput."""
+        """Validate an account's provider options before they are saved; raise InvalidInput
+        or ConfigError. Built-ins are checked against their schema in ``config_schema``; a
+        plugin overrides this to check its own."""
+        from esimctl import config_schema
+
+        config_schema.provider_options(cls.id, options, account="NAME")
+
+    @functools.cached_property
+    def options(self) -> dict[str, Any]:
+        """This account's provider options, parsed (a built-in's by its schema in
+        ``config_schema.PROVIDER_OPTIONS``; a plugin's as written). Absent keys are absent:
+        the provider supplies its defaults."""
+        from esimctl import config_schema
+
+        return config_schema.provider_options(
+            self.id, self.ctx.account.options, account=self.account
+        )
 
     @property
     def account(self) -> str:
