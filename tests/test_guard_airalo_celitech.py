@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from esimctl.providers import celitech as celitech_module
 from esimctl.providers.airalo import AiraloProvider
 from esimctl.providers.celitech import CelitechProvider
+from esimctl.providers.celitech import provider as celitech_module
 from fakes.airalo import CLIENT_ID as A_ID
 from fakes.airalo import CLIENT_SECRET as A_SECRET
 from fakes.airalo import FakeAiralo

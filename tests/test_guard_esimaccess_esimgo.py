@@ -18,9 +18,11 @@ import pytest
 from esimctl.config import AccountConfig
 from esimctl.errors import LimitRefused, TemporaryFailure
 from esimctl.models import Money
-from esimctl.providers import esimaccess as ea
-from esimctl.providers import esimgo as eg
 from esimctl.providers.base import ProviderContext
+from esimctl.providers.esimaccess import EsimAccessProvider
+from esimctl.providers.esimaccess import answers as ea
+from esimctl.providers.esimgo import EsimGoProvider
+from esimctl.providers.esimgo import answers as eg
 from fakes.esimaccess import ACCESS_CODE, GB, SECRET_KEY, FakeEsimAccess
 from fakes.esimgo import DEFAULT_KEY, FakeEsimGo
 from fakes.esimgo import GB as DGB
@@ -119,7 +121,7 @@ def test_ea_lost_answer_and_unreadable_lookup_stay_unresolved(
     ea_run: Any, ea_fake: FakeEsimAccess, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     # No lookup lag: a "not found" would at once mark the purchase as never made.
-    monkeypatch.setattr(ea.EsimAccessProvider, "order_lookup_lag", timedelta(0))
+    monkeypatch.setattr(EsimAccessProvider, "order_lookup_lag", timedelta(0))
     tran = ea_fake.esim(SPAIN)["esimTranNo"]
     body = EA_UNREADABLE.get(kind) or ea_ok(
         {"esimList": [{"iccid": SPAIN, "esimTranNo": tran}], "pager": {"total": 1}}
@@ -157,7 +159,7 @@ EG_UNREADABLE: dict[str, Any] = {
 def test_eg_lost_answer_and_unreadable_lookup_stay_unresolved(
     eg_run: Any, eg_fake: FakeEsimGo, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    monkeypatch.setattr(eg.EsimGoProvider, "order_lookup_lag", timedelta(0))
+    monkeypatch.setattr(EsimGoProvider, "order_lookup_lag", timedelta(0))
     iccid = eg_fake.add_esim(bundle="esim_1GB_7D_PT_V2")
     eg_fake.drop_transaction_next()
     eg_fake.malformed_lookup_next(100, EG_UNREADABLE[kind])
@@ -596,7 +598,7 @@ def test_ea_parsers_take_absurd_figures_as_given_or_none() -> None:
 # -- the providers on their own -------------------------------------------------------------
 
 
-def _ea_provider(fake: FakeEsimAccess, tmp_path: Path) -> ea.EsimAccessProvider:
+def _ea_provider(fake: FakeEsimAccess, tmp_path: Path) -> EsimAccessProvider:
     ctx = ProviderContext(
         account=AccountConfig(
             "trip", "esimaccess", fake.url, {"rate_limit": 1000, "retries": 0, "timeout": 2}
@@ -605,10 +607,10 @@ def _ea_provider(fake: FakeEsimAccess, tmp_path: Path) -> ea.EsimAccessProvider:
         clock=lambda: datetime.now(UTC),
         state_dir=tmp_path,
     )
-    return ea.EsimAccessProvider(ctx)
+    return EsimAccessProvider(ctx)
 
 
-def _eg_provider(fake: FakeEsimGo, tmp_path: Path) -> eg.EsimGoProvider:
+def _eg_provider(fake: FakeEsimGo, tmp_path: Path) -> EsimGoProvider:
     ctx = ProviderContext(
         account=AccountConfig("trip", "esimgo", fake.url, {"retries": 0, "rate_limit": 1000}),
         secrets={"API_KEY": DEFAULT_KEY},
@@ -616,4 +618,4 @@ def _eg_provider(fake: FakeEsimGo, tmp_path: Path) -> eg.EsimGoProvider:
         state_dir=tmp_path,
         timeout=2.0,
     )
-    return eg.EsimGoProvider(ctx)
+    return EsimGoProvider(ctx)

@@ -185,3 +185,62 @@ def test_only_the_order_book_reads_order_states() -> None:
             continue
         readers.extend(_compares_states(path))
     assert readers == []
+
+
+LOSES_ITS_JOURNAL = """
+from typing import ClassVar
+
+from example_plugin import ExampleMobileProvider
+
+from esimctl.ledger import LedgerBusy
+
+
+class LosesItsJournal(ExampleMobileProvider):
+    async def buy_topup(self, esim, plan, reference):
+        await super().buy_topup(esim, plan, reference)  # the seller took it
+        # ... and recording that in ctx.journal failed: the ledger was busy.
+        raise LedgerBusy("the ledger is locked by another process", code="ledger_busy")
+"""
+
+
+def test_a_journal_that_fails_after_the_request_leaves_the_purchase_unresolved(
+    cli: Any, install: Any, tmp_path: Path
+) -> None:
+    from example_plugin import seller
+
+    install(
+        "esimctl-loses",
+        {"examplemobile": "loses_journal:LosesItsJournal"},
+        modules={"loses_journal": LOSES_ITS_JOURNAL},
+    )
+    seller_file = seller.new_seller(tmp_path / "seller.json", API_KEY)
+    assert _add_account(cli, seller_file).exit_code == 0
+    r = cli("renew", "Lisbon", "--plan", "em-1gb-7d", "--yes", "--json")
+    assert r.exit_code == ExitCode.TEMPORARY, r  # outcome unknown, never "failed"
+    (row,) = cli("history", "--local", "--json").json["data"]["orders"]
+    assert row["state"] == "pending"  # an unresolved intent: it counts, and is looked up
+    # The next renew finds the purchase at the seller by its reference: not bought twice.
+    again = cli("renew", "Lisbon", "--plan", "em-1gb-7d", "--yes", "--json")
+    assert again.exit_code == 0, again
+    sold = json.loads(seller_file.read_text(encoding="utf-8"))
+    assert len(sold["purchases"]) == 1
+
+
+def test_the_session_ends_what_an_interrupted_run_left_behind(tmp_path: Path) -> None:
+    import asyncio
+
+    from esimctl.service import Session
+
+    session = Session(Env.for_tests(environ={"ESIMCTL_HOME": str(tmp_path)}))
+    left: dict[str, asyncio.Task[None]] = {}
+
+    async def interrupted() -> None:
+        left["request"] = asyncio.ensure_future(asyncio.sleep(60))
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        session.run(interrupted())
+    assert left["request"].cancelled()
+    session.close()
+    session.close()  # twice is harmless

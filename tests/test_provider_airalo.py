@@ -23,8 +23,8 @@ from esimctl.errors import (
     TemporaryFailure,
 )
 from esimctl.models import Esim, EsimState, Money, Order, OrderState
-from esimctl.providers import airalo as A
 from esimctl.providers.airalo import AiraloProvider
+from esimctl.providers.airalo import answers as A
 from esimctl.providers.base import ProviderContext, SecretCache
 from fakes.airalo import CLIENT_ID, CLIENT_SECRET, FakeAiralo, Operator, Pkg
 

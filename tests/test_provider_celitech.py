@@ -17,8 +17,8 @@ from esimctl.config import AccountConfig
 from esimctl.errors import ConfigError, InvalidInput, NotSent, OutcomeUnknown
 from esimctl.models import Esim, EsimState, Money, Plan
 from esimctl.providers.base import ProviderContext, SecretCache
-from esimctl.providers.celitech import (
-    CelitechProvider,
+from esimctl.providers.celitech import CelitechProvider
+from esimctl.providers.celitech.answers import (
     Consumption,
     Profile,
     Purchase,

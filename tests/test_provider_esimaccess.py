@@ -31,8 +31,10 @@ from esimctl.errors import (
     TemporaryFailure,
 )
 from esimctl.models import EsimState, Money, Order, OrderState
-from esimctl.providers import esimaccess as ea
 from esimctl.providers.base import ProviderContext
+from esimctl.providers.esimaccess import EsimAccessProvider
+from esimctl.providers.esimaccess import answers as ea
+from esimctl.providers.esimaccess.provider import USAGE_AUTO_MAX, signature
 from fakes.esimaccess import ACCESS_CODE, API, GB, SECRET_KEY, FakeEsimAccess, fmt
 
 SPAIN = "8943108170001234567"  # 3 GB plan in use, 1.2 GB used
@@ -115,7 +117,7 @@ DOC_TOPUP_ANSWER = json.loads(
 
 
 def test_signature_matches_the_official_test_vector():
-    sig = ea.signature(
+    sig = signature(
         "1111", "1628670421", "4ce9d9cdac9e4e17b3a2c66c358c1ce2", "11111", b'{"imsi":"326543826"}'
     )
     assert sig == "7eb765e27df5373dea2dbc8c41a7d9557743e46c8054750f3d851b3fd01d0835"
@@ -438,7 +440,7 @@ def test_usage_is_asked_for_ten_esims_at_a_time(ea_cli, fake):
 
 
 def test_usage_times_for_many_esims_only_when_asked(cli, configure, fake):
-    fake.seed(ea.USAGE_AUTO_MAX + 1)
+    fake.seed(USAGE_AUTO_MAX + 1)
 
     def usage_calls() -> int:
         return sum(1 for r in fake.requests if r.path.endswith("/esim/usage/query"))
@@ -742,7 +744,7 @@ def test_a_retry_after_an_unknown_outcome_sends_the_same_transaction_id(
     cli, configure, fake, monkeypatch
 ):
     # No lookup lag: the next run decides at once that the first attempt was not made.
-    monkeypatch.setattr(ea.EsimAccessProvider, "order_lookup_lag", timedelta(0))
+    monkeypatch.setattr(EsimAccessProvider, "order_lookup_lag", timedelta(0))
     configure(config_for(fake))
     fake.fault_on("/esim/topup", "status", status=502)  # the gateway failed: outcome unknown
     args = ("renew", SPAIN, "--plan", "TOPUP_CKH491", "--yes")
@@ -763,7 +765,7 @@ def _provider(
     fake: FakeEsimAccess | None,
     tmp_path: Path,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> ea.EsimAccessProvider:
+) -> EsimAccessProvider:
     ctx = ProviderContext(
         account=AccountConfig("trip", "esimaccess", fake.url if fake else LOCAL, dict(FAST)),
         secrets={"ACCESS_CODE": ACCESS_CODE, "SECRET_KEY": SECRET_KEY},
@@ -771,7 +773,7 @@ def _provider(
         state_dir=tmp_path,
         transport=transport,
     )
-    return ea.EsimAccessProvider(ctx)
+    return EsimAccessProvider(ctx)
 
 
 LOCAL = "http://127.0.0.1:9"  # never reached: a MockTransport answers

@@ -24,9 +24,9 @@ from esimctl.errors import (
 )
 from esimctl.models import EsimState, Money, OrderState
 from esimctl.providers.base import ProviderContext
-from esimctl.providers.esimgo import (
+from esimctl.providers.esimgo import EsimGoProvider
+from esimctl.providers.esimgo.answers import (
     MB,
-    EsimGoProvider,
     esim_from,
     order_records,
     orders_from,

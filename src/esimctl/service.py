@@ -107,10 +107,36 @@ class Session:
         self._runner = asyncio.Runner()
         self._providers: dict[str, Provider] = {}
         self._stack = contextlib.AsyncExitStack()
+        self._started = False
 
     def run(self, coro: Awaitable[T]) -> T:
-        """Run ``coro`` to completion on the run's loop (Ctrl-C: ``KeyboardInterrupt``)."""
-        return self._runner.run(coro)  # type: ignore[arg-type]
+        """Run ``coro`` to completion on the run's loop (Ctrl-C: ``KeyboardInterrupt``).
+
+        Whatever ends it early (Ctrl-C, an error) also ends every task it left behind, as
+        ``asyncio.run`` would: a second Ctrl-C stops a shielded purchase request at once
+        (its intent is reconciled next run), and nothing runs on during ``close``."""
+        self._started = True
+        try:
+            return self._runner.run(coro)  # type: ignore[arg-type]
+        except BaseException:
+            self._cancel_leftovers()
+            raise
+
+    def _cancel_leftovers(self) -> None:
+        import asyncio
+
+        if not self._started:
+            return
+        loop = self._runner.get_loop()
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            import contextlib
+
+            # A further Ctrl-C while the tasks unwind: stop unwinding, go on closing.
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
     async def provider(self, account: AccountConfig) -> Provider:
         """The account's provider, opened on first use; errors name the account."""
@@ -128,6 +154,7 @@ class Session:
     def close(self) -> None:
         """Close every provider's connections, then the loop. Safe to call twice."""
         try:
+            self._cancel_leftovers()
             if self._providers:
                 self._runner.run(self._stack.aclose())
         except (Exception, KeyboardInterrupt):  # closing sockets must not hide the result

@@ -15,6 +15,7 @@ first time the account is opened and renames each file ``*.migrated``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -100,4 +101,6 @@ def carry_over(ledger: Ledger, account: str, state_dir: Path) -> None:
             except ValueError:
                 sent = None
             ledger.journal_merge(account, str(reference), merged, created_at=sent)
-        path.replace(path.with_name(name + ".migrated"))
+        # Another esimctl may have carried it over at the same moment: then it is done.
+        with contextlib.suppress(FileNotFoundError):
+            path.replace(path.with_name(name + ".migrated"))

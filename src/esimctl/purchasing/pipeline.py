@@ -51,7 +51,7 @@ from esimctl.errors import (
     OutcomeUnknown,
     TemporaryFailure,
 )
-from esimctl.ledger import LedgerOrder
+from esimctl.ledger import LedgerError, LedgerOrder
 from esimctl.models import Esim, Money, Order, OrderState, Plan
 from esimctl.output.human import describe
 from esimctl.providers.base import Capability, Provider
@@ -215,6 +215,19 @@ async def buy(
         if interrupted:
             raise asyncio.CancelledError from exc
         raise
+    except LedgerError as exc:
+        # The provider's journal (ctx.journal) could not be written while it was buying:
+        # the request may have gone out. Never "failed": the intent stays unresolved and
+        # the next run looks it up before anything is bought again.
+        if interrupted:
+            raise asyncio.CancelledError from exc
+        raise OutcomeUnknown(
+            f"the purchase of {plan.name} on {describe(esim)} may have gone through, but the "
+            f"ledger could not record it ({exc.message}); the next run looks it up with "
+            f"{provider.display_name} before anything is bought again",
+            account=provider.account,
+            provider=provider.id,
+        ) from None
     except EsimctlError as exc:
         progress.row = env.orders.record_refused(row, {"error": exc.code, "message": exc.message})
         if interrupted:

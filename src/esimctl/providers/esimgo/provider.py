@@ -1,19 +1,15 @@
-"""eSIM Go API v2.5 (``esimgo``): eSIMs, their bundles, the catalogue, orders and balance.
-
-Only what is eSIM Go's lives here (endpoints, field names, quirks); the plumbing is the
-provider kit's. What each field means and why each quirk is handled the way it is:
-``docs/providers/esimgo.md``, whose sections this module follows.
+"""eSIM Go API v2.5 (``esimgo``): the requests. Endpoints, the API key, the shared rate
+limit, pages, the purchase and its lookup, and what each error status means; what the
+answers mean is ``answers.py``. Sections as in ``docs/providers/esimgo.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import re
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
@@ -23,7 +19,6 @@ import httpx
 from esimctl.credentials import env_var
 from esimctl.errors import (
     AuthRejected,
-    ConfigError,
     CredentialsError,
     EsimctlError,
     InsufficientBalance,
@@ -35,19 +30,36 @@ from esimctl.errors import (
     RateLimited,
     TemporaryFailure,
 )
-from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.models import Esim, EsimState, Money, Order, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
 from esimctl.providers.kit.concurrency import bounded_map
 from esimctl.providers.kit.http import ApiClient, Throttle, retry_after, shape_of
 from esimctl.providers.kit.paging import json_key, numbered_pages
-from esimctl.providers.kit.units import to_bytes, to_money, unit_factor
-from esimctl.providers.kit.values import as_list, parse_time, records, to_bool, to_decimal, to_int
+from esimctl.providers.kit.units import to_money
+from esimctl.providers.kit.values import parse_time, to_decimal, to_int
+
+from .answers import (
+    Assignment,
+    bundle_applied,
+    bundle_coverage,
+    bundle_from,
+    compatible_from,
+    error_message,
+    esim_from,
+    order_records,
+    orders_from,
+    organisation_from,
+    plan_from,
+    strict_assignments,
+    strict_order_records,
+    strict_records,
+)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=EsimctlError)
 
 DEFAULT_BASE_URL = "https://api.esim-go.com/v2.5"
-MB = 1_000_000  # eSIM Go counts decimal units
+DEFAULT_RETRIES = 4  # of a read
 RATE_PER_SECOND = 10  # tokens per second per IP address, documented
 PER_PAGE = 100  # of the eSIM list (10, 25, 50 or 100), the catalogue and the orders
 ASSIGNMENTS_LIMIT = 200  # the documented maximum of GET /esims/{iccid}/bundles
@@ -55,368 +67,7 @@ MAX_PAGES = 200
 #: How far before our purchase an order may be dated and still be ours (clock skew).
 ORDER_CLOCK_MARGIN = timedelta(minutes=2)
 
-APPLIED_STATES = ("queued", "active", "depleted", "expired", "lapsed")  # reached the eSIM
-USED_STATES = ("depleted", "expired", "revoked", "lapsed")
-BUNDLE_STATES = frozenset({"processing", "queued", "active", *USED_STATES})  # documented
-PLAIN_ESIM_STATES = frozenset({"", "active"})  # the eSIM's own states that defer to bundles
-
 _ICCID_PATH = re.compile(r"/esims/(\d{10,22})(?:/|$)")
-_DAYS_IN_TEXT = re.compile(r"(\d+)\s*days?\b", re.IGNORECASE)
-_DAYS_IN_NAME = re.compile(r"_(\d+)D_", re.IGNORECASE)
-_UNLIMITED_NAME = re.compile(r"_UL[EP]?_", re.IGNORECASE)
-_NOT_ESIM_ITEMS = {"topup", "autotopup", "apitopup"}  # money into the organisation balance
-
-
-# -- reading answers -------------------------------------------------------------------------
-
-
-def _bytes(value: Any, unit: Any = "MB") -> int | None:
-    """Decimal units (an unknown unit is MB), exactly: 1.5 MB is 1,500,000 bytes."""
-    u = str(unit) if unit_factor(str(unit), 1000) else "MB"
-    return to_bytes(value, u, base=1000, rounding="exact", max_bytes=None)
-
-
-def _inner(body: Any, keys: Sequence[str]) -> Any:
-    """The list wrapped under one of ``keys``, or ``body`` itself (bare or wrapped)."""
-    if isinstance(body, dict):
-        return next((body[k] for k in keys if isinstance(body.get(k), list)), None)
-    return body
-
-
-def unwrap(body: Any, *keys: str) -> list[dict[str, Any]]:
-    """The records of a list, bare or wrapped under one of ``keys``; lenient."""
-    return [x for x in as_list(_inner(body, keys)) if isinstance(x, dict)]
-
-
-def strict_records(body: Any, *keys: str) -> list[dict[str, Any]] | None:
-    """Like ``unwrap``, but None for an answer of no documented shape (``{}``, ``null``,
-    ``{"esims": null}``, non-objects): it says nothing about what the account holds."""
-    return records(_inner(body, keys))
-
-
-def _countries(raw: Any) -> tuple[str, ...]:
-    out = []
-    for c in as_list(raw):
-        iso = c.get("iso") if isinstance(c, dict) else c
-        if isinstance(iso, str) and iso.strip():
-            out.append(iso.strip().upper())
-    return tuple(dict.fromkeys(out))
-
-
-def _days_of(name: str | None, description: str | None) -> int | None:
-    """A bundle's validity from its description ("…, 7 Days, …") or name (``_7D_``)."""
-    for rx, text in ((_DAYS_IN_TEXT, description), (_DAYS_IN_NAME, name)):
-        m = rx.search(text or "")
-        if m:
-            return int(m.group(1))
-    return None
-
-
-def _data_allowance(allowances: Any) -> dict[str, Any] | None:
-    for al in as_list(allowances):
-        if isinstance(al, dict) and str(al.get("type", "DATA")).upper() == "DATA":
-            return al
-    return None
-
-
-# -- what the figures mean: assignments and eSIMs --------------------------------------------
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """One bundle applied to an eSIM, as ``GET /esims/{iccid}/bundles`` reports it."""
-
-    name: str
-    description: str | None
-    id: str | None
-    reference: str | None
-    state: str
-    initial: int | None
-    remaining: int | None  # as given, even negative: the plausibility checks judge it
-    unlimited: bool
-    assigned_at: datetime | None
-    start: datetime | None
-    end: datetime | None
-
-    @property
-    def label(self) -> str:
-        return self.description or self.name
-
-
-def _assignment(name: str, description: str | None, a: dict[str, Any]) -> Assignment:
-    data = _data_allowance(a.get("allowances"))
-    initial, remaining = to_int(a.get("initialQuantity")), to_int(a.get("remainingQuantity"))
-    if data is not None:  # MB in the list schema, BYTES in the single-assignment one
-        unit = data.get("unit", "MB")
-        if initial is None:
-            initial = _bytes(data.get("initialAmount"), unit)
-        if remaining is None:
-            remaining = _bytes(data.get("remainingAmount"), unit)
-    return Assignment(
-        name=name,
-        description=description,
-        id=None if a.get("id") is None else str(a.get("id")),
-        reference=a.get("assignmentReference") or None,
-        state=str(a.get("bundleState") or "unknown").strip().lower(),
-        initial=initial,
-        remaining=remaining,
-        unlimited=bool(a.get("unlimited")) or bool(data and data.get("unlimited")),
-        assigned_at=parse_time(a.get("assignmentDateTime")),
-        start=parse_time(a.get("startTime")),
-        end=parse_time(a.get("endTime")),
-    )
-
-
-def parse_assignments(body: Any, bundle_name: str | None = None) -> list[Assignment]:
-    """``{"bundles": [{name, description, assignments}]}`` (or one bundle's
-    ``{"assignments": [...]}``) flattened into assignments."""
-    bundles = unwrap(body, "bundles")
-    if not bundles and isinstance(body, dict) and "assignments" in body:
-        bundles = [{"name": bundle_name or body.get("name"), **body}]
-    return [
-        _assignment(str(b.get("name") or bundle_name or ""), b.get("description") or None, a)
-        for b in bundles
-        for a in as_list(b.get("assignments"))
-        if isinstance(a, dict)
-    ]
-
-
-def _sort_key(a: Assignment) -> datetime:
-    return a.assigned_at or a.start or datetime.min.replace(tzinfo=UTC)
-
-
-def esim_from(
-    summary: dict[str, Any],
-    assignments: Sequence[Assignment],
-    *,
-    account: str,
-    provider: str,
-    now: datetime,
-) -> Esim:
-    """One eSIM from its list/detail record and its assignments."""
-
-    def in_state(*states: str) -> list[Assignment]:
-        return sorted((a for a in assignments if a.state in states), key=_sort_key)
-
-    actives, queued, processing = in_state("active"), in_state("queued"), in_state("processing")
-    used = sorted(in_state(*USED_STATES), key=lambda a: a.end or _sort_key(a), reverse=True)
-    odd = [a for a in assignments if a.state not in BUNDLE_STATES]  # says nothing: unknown
-    live = actives + queued
-    total: int | None = None
-    remaining: int | None = None
-    expires: datetime | None = None
-    current: Assignment | None = None
-    unlimited = False
-    if live:
-        current = live[0]
-        unlimited = any(a.unlimited for a in live)
-        if not unlimited and all(a.initial is not None and a.remaining is not None for a in live):
-            total = sum(a.initial or 0 for a in live)
-            remaining = sum(a.remaining or 0 for a in live)
-        if actives:  # the active bundle's end, then each queued one's own validity in turn
-            ends = [a.end for a in actives if a.end is not None]
-            expires = max(ends) if ends else None
-            for q in queued:
-                days = _days_of(q.name, q.description)
-                try:
-                    expires = None if expires is None or days is None else expires + timedelta(days)
-                except OverflowError:  # a validity beyond any calendar
-                    expires = None
-    elif used:
-        current = used[0]
-        unlimited = current.unlimited
-        if not unlimited:
-            total, remaining = current.initial, current.remaining
-        expires = current.end
-    elif processing:
-        current = processing[0]
-    elif odd:
-        current = max(odd, key=_sort_key)
-    plan: str | None = None
-    if current is not None:
-        plan = current.label
-        waiting = len(queued) - (1 if current in queued else 0)
-        if waiting:
-            plan += f" (+{waiting} queued)"
-
-    esim_state = str(summary.get("state") or "").strip().lower()
-    if esim_state == "deactivated":
-        state = EsimState.RECYCLED
-    elif esim_state not in PLAIN_ESIM_STATES or (odd and not live):
-        state = EsimState.UNKNOWN  # suspended, or a state eSIM Go does not document
-    elif actives:
-        state = EsimState.ACTIVE
-    elif queued:
-        state = EsimState.NOT_ACTIVE  # waits for first use
-    elif used:
-        last = used[0]
-        depleted = last.state == "depleted" and (last.end is None or last.end > now)
-        state = EsimState.DEPLETED if depleted else EsimState.EXPIRED
-    else:
-        state = EsimState.NOT_ACTIVE  # no bundle yet, or the first is still processing
-    if state == EsimState.ACTIVE and expires is not None and expires <= now:
-        state = EsimState.EXPIRED
-
-    packages = tuple(
-        Package(
-            name=a.label,
-            state=a.state,
-            data_total_bytes=None if a.unlimited else a.initial,
-            data_remaining_bytes=None if a.unlimited else a.remaining,
-            unlimited=a.unlimited,
-            expires_at=a.end,
-        )
-        for a in (*actives, *queued, *processing)
-    )
-    rows = [
-        [a.name, a.state, a.reference or "", a.assigned_at.isoformat() if a.assigned_at else ""]
-        for a in assignments
-    ]
-    ref = {
-        "bundle": current.name if current is not None else "",
-        "assignments": json.dumps(rows, separators=(",", ":")),  # read by is_applied
-    }
-    if esim_state:
-        ref["esim_state"] = esim_state
-    label = summary.get("customerRef")
-    return Esim(
-        account=account,
-        provider=provider,
-        iccid=str(summary.get("iccid") or ""),
-        state=state,
-        plan=plan,
-        label=label if isinstance(label, str) and label.strip() else None,
-        data_total_bytes=None if unlimited else total,
-        data_remaining_bytes=None if unlimited else remaining,
-        unlimited=unlimited,
-        expires_at=expires,
-        as_of=now,
-        packages=packages,
-        unit_base=1000,
-        ref=ref,
-    )
-
-
-# -- the catalogue ---------------------------------------------------------------------------
-
-
-def plan_from(
-    bundle: dict[str, Any], *, currency: str, account: str, provider: str, kind: str
-) -> Plan | None:
-    """A catalogue bundle as a plan; None for a bundle without data (voice/SMS only)."""
-    name = bundle.get("name")
-    if not isinstance(name, str) or not name:
-        return None
-    data = _data_allowance(bundle.get("allowances"))
-    amount = to_decimal(bundle.get("dataAmount"))  # MB, possibly fractional
-    unlimited = bool(bundle.get("unlimited")) or bool(data and data.get("unlimited"))
-    if amount == -1 or (not amount and _UNLIMITED_NAME.search(name)):
-        unlimited = True  # dataAmount 0 or -1 by source; names say UL, ULE or ULP
-    data_bytes: int | None = None
-    if not unlimited:
-        allowance = to_decimal(data.get("amount")) if data is not None else None
-        if amount is not None and amount > 0:
-            data_bytes = _bytes(amount)
-        elif data is not None and allowance is not None and allowance > 0:
-            data_bytes = _bytes(allowance, data.get("unit", "MB"))
-        else:
-            return None
-    description = bundle.get("description")
-    return Plan(
-        id=name,
-        account=account,
-        provider=provider,
-        name=description if isinstance(description, str) and description else name,
-        kind=kind,
-        data_bytes=data_bytes,
-        unlimited=unlimited,
-        validity_days=to_int(bundle.get("duration")) or _days_of(name, description),
-        price=to_money(bundle.get("price"), currency),
-        countries=_countries(bundle.get("countries")),
-        stacking="queues" if kind == "topup" else None,
-        unit_base=1000,
-    )
-
-
-# -- orders ----------------------------------------------------------------------------------
-
-
-def _one_order(body: Any) -> bool:
-    """A single order object (the v2.4 client's answer), not a list of them."""
-    return (
-        isinstance(body, dict)
-        and "orders" not in body
-        and ("orderReference" in body or "order" in body)
-    )
-
-
-def _created(raw: dict[str, Any]) -> datetime | None:
-    return parse_time(raw.get("createdDate")) or parse_time(raw.get("createDate"))
-
-
-def order_records(body: Any) -> list[dict[str, Any]]:
-    """The order list bare (v2.5), wrapped in ``orders``, or one order (v2.4); lenient."""
-    return [body] if _one_order(body) else unwrap(body, "orders", "Orders")
-
-
-def strict_order_records(body: Any, *, complete: bool = False) -> list[dict[str, Any]] | None:
-    """``order_records`` for an answer that must be understood: None for any other shape;
-    with ``complete``, also unless every order has its reference, a date and its lines."""
-    rows = [body] if _one_order(body) else strict_records(body, "orders", "Orders")
-    if rows is not None and complete:
-        for r in rows:
-            lines = r.get("order", r.get("Order"))
-            if not r.get("orderReference") or _created(r) is None or not isinstance(lines, list):
-                return None
-    return rows
-
-
-def order_state(status: Any) -> OrderState:
-    s = str(status or "").strip().lower()
-    if s in ("completed", "complete", "success", "successful", "done"):
-        return OrderState.COMPLETED
-    if s in ("failed", "failure", "cancelled", "canceled", "declined", "refunded", "error"):
-        return OrderState.FAILED
-    return OrderState.PENDING
-
-
-def orders_from(
-    raw: dict[str, Any], *, account: str, provider: str, default_currency: str | None
-) -> list[Order]:
-    """One order record as history rows: one per bundle line (balance top-ups left out)."""
-    ref = str(raw.get("orderReference") or "")
-    created = _created(raw)
-    if not ref or created is None:
-        return []
-    currency = raw.get("currency") or default_currency
-    lines = [x for x in as_list(raw.get("order") or raw.get("Order")) if isinstance(x, dict)]
-    lines = [x for x in lines if str(x.get("type", "bundle")).lower() not in _NOT_ESIM_ITEMS]
-    out: list[Order] = []
-    for i, line in enumerate(lines):
-        iccids = [str(x) for x in as_list(line.get("iccids"))] or [
-            str(e["iccid"])
-            for e in as_list(line.get("esims"))
-            if isinstance(e, dict) and e.get("iccid")
-        ]
-        amount = to_decimal(line.get("subTotal"))
-        if amount is None and len(lines) == 1:
-            amount = to_decimal(raw.get("total"))
-        out.append(
-            Order(
-                id=ref if len(lines) == 1 else f"{ref}:{i + 1}",
-                account=account,
-                provider=provider,
-                iccid=iccids[0] if len(iccids) == 1 else None,
-                plan_id=line.get("item"),
-                plan=line.get("item"),
-                price=to_money(amount, str(currency)) if currency else None,
-                created_at=created,
-                state=order_state(raw.get("status")),
-                source="provider",
-                extra={"order_reference": ref, "iccids": iccids, "type": line.get("type")},
-            )
-        )
-    return out
 
 
 # -- errors and rate limits ------------------------------------------------------------------
@@ -432,15 +83,6 @@ class ServerFailure(TemporaryFailure):
 
 class _Unreadable(TemporaryFailure):
     """An answer of no documented shape: nothing is read from it."""
-
-
-def _message(body: Any) -> str:
-    if isinstance(body, dict):
-        for key in ("message", "Message", "status", "error"):
-            value = body.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()[:200]
-    return ""
 
 
 def _reset_seconds(resp: httpx.Response) -> float | None:
@@ -497,35 +139,12 @@ class EsimGoProvider(Provider):
     order_lookup_lag: ClassVar[timedelta] = timedelta(minutes=5)
     homepage: ClassVar[str | None] = "https://sso.esim-go.com/login"
 
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
-        cls._options(options, default_timeout=20.0)
-
-    @staticmethod
-    def _options(options: Mapping[str, Any], *, default_timeout: float) -> tuple[float, int, float]:
-        """``timeout`` (seconds per request), ``retries`` (of a read), ``rate_limit``."""
-        try:
-            timeout = float(options.get("timeout", default_timeout))
-            retries = int(options.get("retries", 4))
-            rate = float(options.get("rate_limit", RATE_PER_SECOND))
-        except (TypeError, ValueError):
-            timeout, retries, rate = -1.0, -1, -1.0
-        if not (0 < timeout <= 600 and 0 <= retries <= 10 and 0 < rate <= 100_000):
-            given = ", ".join(
-                f"{k}={options[k]!r}" for k in ("timeout", "retries", "rate_limit") if k in options
-            )
-            raise ConfigError(
-                f"invalid eSIM Go account option ({given}): timeout is seconds, more than 0 "
-                "and at most 600; retries a whole number from 0 to 10; rate_limit requests "
-                "per second, more than 0"
-            )
-        return timeout, retries, rate
-
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
-        self._timeout, self._retries, self._rate = self._options(
-            ctx.account.options, default_timeout=ctx.timeout
-        )
+        # timeout: seconds per request; retries: of a read; rate_limit: requests a second.
+        self._timeout: float = self.options.get("timeout", ctx.timeout)
+        self._retries: int = self.options.get("retries", DEFAULT_RETRIES)
+        self._rate: float = self.options.get("rate_limit", RATE_PER_SECOND)
         self._api: ApiClient | None = None
         self._org: dict[str, Any] | None = None
         self._costs: dict[str, int] = {}  # tokens per endpoint family (X-Ratelimit-Cost)
@@ -589,7 +208,7 @@ class EsimGoProvider(Provider):
         status = resp.status_code
         if status < 400:
             return None
-        msg = self.api.scrub(_message(body))
+        msg = self.api.scrub(error_message(body))
         low = msg.lower()
         path = resp.request.url.path
         m = _ICCID_PATH.search(path)
@@ -686,13 +305,7 @@ class EsimGoProvider(Provider):
 
     async def _organisation(self, *, fresh: bool = False) -> dict[str, Any]:
         if self._org is None or fresh:
-            body = await self._get("/organisation")
-            if isinstance(body, dict) and isinstance(body.get("organisations"), list):
-                orgs = unwrap(body, "organisations")
-                body = orgs[0] if orgs else {}
-            org = body if isinstance(body, dict) else {}
-            # Only what we need: the answer also carries the API key itself.
-            self._org = {k: org.get(k) for k in ("name", "currency", "balance", "testCredit")}
+            self._org = organisation_from(await self._get("/organisation"))
         return self._org
 
     async def _currency(self) -> str:
@@ -714,11 +327,10 @@ class EsimGoProvider(Provider):
         body = await self._get(
             f"/esims/{iccid}/bundles", params={"includeUsed": "true", "limit": ASSIGNMENTS_LIMIT}
         )
-        if strict_records(body, "bundles") is None and not (
-            isinstance(body, dict) and isinstance(body.get("assignments"), list)
-        ):
+        assignments = strict_assignments(body)
+        if assignments is None:
             raise self._unreadable(f"the bundles of eSIM {iccid}", body)
-        return parse_assignments(body)
+        return assignments
 
     def _esim(self, summary: dict[str, Any], assignments: Sequence[Assignment]) -> Esim:
         now = self.ctx.clock()
@@ -795,16 +407,12 @@ class EsimGoProvider(Provider):
             body = await self._get(f"/catalogue/bundle/{quote(name, safe='')}")
         except (NotFound, InvalidInput, ProviderError):
             return None
-        if isinstance(body, dict) and isinstance(body.get("bundles"), list):
-            return next(iter(unwrap(body, "bundles")), None)
-        return body if isinstance(body, dict) else None
+        return bundle_from(body)
 
     async def _compatible(self, iccid: str, bundle: str) -> bool:
-        body = await self._get(f"/esims/{iccid}/compatible/{quote(bundle, safe='')}")
-        if isinstance(body, dict):
-            value = body.get("compatible", body.get("Compatible"))
-            return to_bool(value) is True if isinstance(value, str) else bool(value)
-        return body is True
+        return compatible_from(
+            await self._get(f"/esims/{iccid}/compatible/{quote(bundle, safe='')}")
+        )
 
     async def topups(self, esim: Esim) -> list[Plan]:
         """Catalogue bundles covering the current bundle's countries, on its network
@@ -813,9 +421,7 @@ class EsimGoProvider(Provider):
         if not name:
             return []  # no bundle ever: nothing says which country the eSIM is for
         current = await self._bundle(name)
-        covers = _countries(current.get("countries")) if current else ()
-        if not covers:  # esim_1GB_7D_PT_V2: the country is in the name
-            covers = tuple(p.upper() for p in name.split("_")[3:4] if len(p) == 2 and p.isalpha())
+        covers = bundle_coverage(name, current)
         if not covers:
             return []
         profile = (current or {}).get("profileName")
@@ -881,7 +487,7 @@ class EsimGoProvider(Provider):
         if not isinstance(answer, dict):
             raise self._unreadable("the price check (validate)", answer)
         if answer.get("valid") is False:
-            why = _message(answer) or "the order did not validate"
+            why = error_message(answer) or "the order did not validate"
             raise self._error(InvalidInput, f"eSIM Go will not sell {what}: {why}")
         total = to_decimal(answer.get("total"))
         if total is None:
@@ -1003,21 +609,9 @@ class EsimGoProvider(Provider):
     def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
         """Applied once the bundle ``order`` bought has left *processing* on the eSIM: the
         assignment naming the order, else a bundle of that name assigned since it."""
-        try:
-            rows = json.loads(after.ref.get("assignments") or "[]")
-        except ValueError:
-            rows = []
-        order_ref = str(order.extra.get("order_reference") or order.id or "")
-        mine = [
-            r for r in rows if order_ref and len(r) > 2 and r[2] and str(r[2]).startswith(order_ref)
-        ]
-        if mine:
-            return any(r[1] in APPLIED_STATES for r in mine)
-        since = order.created_at - ORDER_CLOCK_MARGIN
-        for r in rows:
-            if len(r) < 4 or r[0] != order.plan_id or r[1] not in APPLIED_STATES:
-                continue
-            assigned = parse_time(r[3])
-            if assigned is not None and assigned >= since:
-                return True
-        return False
+        return bundle_applied(
+            after.ref.get("assignments"),
+            order_reference=str(order.extra.get("order_reference") or order.id or ""),
+            bundle=order.plan_id,
+            since=order.created_at - ORDER_CLOCK_MARGIN,
+        )

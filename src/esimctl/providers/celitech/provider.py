@@ -1,18 +1,18 @@
-"""Celitech API v1, as docs/providers/celitech.md describes it.
+"""Celitech API v1, as docs/providers/celitech.md describes it: endpoints, OAuth2 client
+credentials, the client-side rate limit, cursor lists, the top-up and its lookup.
 
 No "list eSIMs" resource: the eSIM list is ``GET /v1/purchases`` grouped by ICCID, an eSIM's
 figures add up the consumption of its purchases that have not ended, and ``GET /v1/esim``
 gives its profile status and whether a top-up is allowed. Where Celitech's docs are silent or
-disagree, both readings are accepted (the doc's last table).
+disagree, both readings are accepted (the doc's last table). What the answers mean is read in
+``answers``.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
@@ -29,14 +29,31 @@ from esimctl.errors import (
     OutcomeUnknown,
     ProviderError,
 )
-from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.models import Esim, Money, Order, OrderState, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
 from esimctl.providers.kit.concurrency import bounded_map
 from esimctl.providers.kit.http import ApiClient, ErrorMapper, Throttle
 from esimctl.providers.kit.oauth import FetchedToken, TokenSource, token_key
 from esimctl.providers.kit.paging import cursor_pages
-from esimctl.providers.kit.units import to_bytes, to_money
-from esimctl.providers.kit.values import as_dict, as_list, parse_time, records, to_decimal, to_str
+from esimctl.providers.kit.values import as_dict, as_list, records, to_str
+
+from .answers import (
+    BALANCE_MESSAGE,
+    NOT_FOUND_MESSAGE,
+    Consumption,
+    Profile,
+    Purchase,
+    build_esim,
+    error_message,
+    order_from_purchase,
+    parse_consumption,
+    parse_date,
+    parse_plan_id,
+    parse_profile,
+    parse_purchase,
+    plans_from_packages,
+    upper_code,
+)
 
 PRODUCTION_HOST = "api.celitech.net"
 PRODUCTION_API = f"https://{PRODUCTION_HOST}"
@@ -45,390 +62,17 @@ TOKEN_PATH = "/oauth2/token"
 TOPUP_PATH = "/v1/purchases/topup"
 #: How the token request carries the client credentials: in the form body, or HTTP Basic.
 AUTH_STYLES = ("post", "basic")
-#: Top-up durations in days the API accepts (limited packages; 90 has its own pricing).
-LIMITED_DURATIONS = (1, 2, 7, 14, 30, 90)
-#: Unlimited packages (Region-3 only) accept these durations.
-UNLIMITED_DURATIONS = (1, 2, 7, 14, 30)
 PURCHASES_PAGE = 100  # the documented maximum of ``limit`` on /purchases
 PACKAGES_PAGE = 160  # the documented maximum of ``limit`` on /packages
 MAX_PAGES = 10_000
 #: Celitech documents no rate limit; a polite default (option ``requests_per_second``).
 DEFAULT_RPS = 50.0
-GIB, GB = 1024**3, 1000**3
-#: Text figures beyond 1e400 are junk (1E+310 cents is kept, for the validator to refuse).
-MAX_EXPONENT = 400
-#: The statuses Celitech documents; any other one says nothing esimctl can rely on.
-PROFILE_STATES = frozenset({"RELEASED", "DOWNLOADED", "INSTALLED", "ENABLED", "DELETED", "ERROR"})
-CONSUMPTION_STATES = frozenset({"ACTIVE", "NOT_ACTIVE"})
-
-# "credits" but not "credentials": a refused key must not read as an empty wallet.
-_BALANCE = re.compile(r"\bbalance\b|insufficient|\bfunds?\b|\bcredits?\b", re.IGNORECASE)
-_NOT_FOUND = re.compile(r"not found|does not exist|unknown (iccid|esim|purchase)", re.IGNORECASE)
-_PLAN_ID = re.compile(r"^(?:(?P<dest>[a-z0-9]+)-)?(?P<size>unl|\d+(?:\.\d+)?gb)-(?P<days>\d+)d$")
 
 E = TypeVar("E", bound=EsimctlError)
 
 
-# -- fields: pure functions, fed the documented examples in the tests -------------------------
-
-
-def parse_date(iso: Any, epoch: Any = None) -> datetime | None:
-    """Every date comes twice, ``startDate`` (ISO) and ``startTime`` (epoch): ISO wins."""
-    return parse_time(iso) or parse_time(epoch)
-
-
-def _num(value: Any) -> Decimal | None:
-    return to_decimal(value, max_exponent=MAX_EXPONENT)
-
-
-def _upper(value: Any) -> str | None:
-    text = to_str(value)
-    return text.upper() if text else None
-
-
-def money_from_cents(cents: Any, currency: str = "USD") -> Money | None:
-    return to_money(cents, currency, scale=100, max_exponent=MAX_EXPONENT)
-
-
-@dataclass(frozen=True)
-class Size:
-    """A package size: bytes as Celitech counts them, or unlimited."""
-
-    bytes: int | None
-    unlimited: bool = False
-    base: int = 1024
-
-    @property
-    def gb(self) -> Decimal | None:  # what ``dataLimitInGB`` carries
-        return None if self.bytes is None else Decimal(self.bytes) / Decimal(self.base**3)
-
-
-def _unit_of(n_bytes: int, n_gb: Decimal | None) -> int:
-    """1024 when Celitech's GB is 2**30 bytes, 1000 when it is 10**9."""
-    if n_gb is not None and n_gb > 0:
-        ratio = Decimal(n_bytes) / n_gb
-        return 1000 if abs(ratio - GB) < abs(ratio - GIB) else 1024
-    # Only bytes: sizes are multiples of half a GB, which tells the unit apart.
-    return 1000 if n_bytes % (GIB // 2) != 0 and n_bytes % (GB // 2) == 0 else 1024
-
-
-def parse_size(in_bytes: Any, in_gb: Any = None, base: int | None = None) -> Size:
-    """``...InBytes`` (wins) and/or ``...InGB`` (of ``base``; when not given, the unit is
-    read from the pair); -1 in either is unlimited."""
-    b, g = _num(in_bytes), _num(in_gb)
-    if -1 in (b, g):
-        return Size(None, unlimited=True)
-    if b is None:
-        return Size(to_bytes(g, "GB", base=base or 1024, rounding="down"), base=base or 1024)
-    n = to_bytes(b, "B", rounding="down")
-    return Size(None) if n is None else Size(n, base=base or _unit_of(n, g))
-
-
-def gb_label(size: Size) -> str:
-    """``0.5``, ``1``, ``20``: the size in the provider's GB, as its app shows it."""
-    gb = size.gb
-    return "?" if gb is None else format(gb.quantize(Decimal("0.01")).normalize(), "f")
-
-
-def package_name(destination: str | None, size: Size, days: int | None) -> str:
-    amount = "Unlimited" if size.unlimited else f"{gb_label(size)} GB"
-    span = "" if days is None else f" · {days} day" + ("" if days == 1 else "s")
-    return f"{destination or 'Celitech'} {amount}{span}"
-
-
-def plan_id_for(destination: str | None, size: Size, days: int | None) -> str:
-    """``fr-3gb-30d``: what a person types after ``--plan``; it carries what a top-up sends."""
-    amount = "unl" if size.unlimited else f"{gb_label(size)}gb"
-    head = re.sub(r"[^a-z0-9]", "", (destination or "").lower())
-    return "-".join(x for x in (head, amount, f"{days or 0}d") if x)
-
-
-def parse_plan_id(plan_id: str) -> tuple[Decimal, int]:
-    """(dataLimitInGB, duration in days) from a plan id; -1 GB means unlimited."""
-    m = _PLAN_ID.match(plan_id.strip().lower())
-    if not m or int(m.group("days")) <= 0:
-        raise InvalidInput(
-            f"unknown Celitech plan {plan_id!r}: "
-            "use an id from 'esimctl plans ESIM', like fr-3gb-30d"
-        )
-    size = m.group("size")
-    return (Decimal(-1) if size == "unl" else Decimal(size[:-2])), int(m.group("days"))
-
-
-def pick_duration(min_days: Any, max_days: Any, unlimited: bool) -> int | None:
-    """The longest accepted duration in a package's ``minDays``..``maxDays`` price bracket
-    (every duration in it costs the same)."""
-    lo, hi = _num(min_days), _num(max_days)
-    allowed = UNLIMITED_DURATIONS if unlimited else LIMITED_DURATIONS
-    fits = [d for d in allowed if (lo is None or d >= lo) and (hi is None or d <= hi)]
-    return max(fits) if fits else None
-
-
-@dataclass(frozen=True)
-class Purchase:
-    """One row of ``GET /v1/purchases``: a first purchase or a top-up of one eSIM."""
-
-    id: str
-    iccid: str | None
-    created: datetime | None
-    start: datetime | None
-    end: datetime | None
-    days: int | None
-    size: Size
-    destination: str | None  # ISO3 (or whatever the API calls the destination)
-    destination_iso2: str | None
-    destination_name: str | None
-    price: Money | None
-    reference: str | None
-    purchase_type: str | None
-    source: str | None
-
-    @property
-    def name(self) -> str:
-        return package_name(self.destination_name or self.destination, self.size, self.days)
-
-    @property
-    def plan_id(self) -> str:
-        return plan_id_for(self.destination_iso2 or self.destination, self.size, self.days)
-
-
-def parse_purchase(d: dict[str, Any], currency: str = "USD") -> Purchase | None:
-    """A purchase row; None for a row without an id (nothing can be done with it)."""
-    pid, pkg, duration = to_str(d.get("id")), as_dict(d.get("package")), _num(d.get("duration"))
-    if pid is None:
-        return None
-    start = parse_date(d.get("startDate"), d.get("startTime"))
-    end = parse_date(d.get("endDate"), d.get("endTime"))
-    days = None if duration is None else int(duration)
-    if days is None and start is not None and end is not None and end > start:
-        days = max(1, round((end - start).total_seconds() / 86400))
-    return Purchase(
-        id=pid,
-        iccid=to_str(as_dict(d.get("esim")).get("iccid")),
-        created=parse_date(d.get("createdDate"), d.get("createdAt")),
-        start=start,
-        end=end,
-        days=days,
-        size=parse_size(pkg.get("dataLimitInBytes"), pkg.get("dataLimitInGB")),
-        destination=to_str(pkg.get("destination")),
-        destination_iso2=to_str(pkg.get("destinationISO2")),
-        destination_name=to_str(pkg.get("destinationName")),
-        price=money_from_cents(pkg.get("priceInCents"), currency),
-        reference=to_str(d.get("referenceId")),
-        purchase_type=to_str(d.get("purchaseType")),
-        source=to_str(d.get("source")),
-    )
-
-
-@dataclass(frozen=True)
-class Consumption:
-    remaining: int | None
-    unlimited: bool
-    status: str | None  # ACTIVE | NOT_ACTIVE
-
-
-def parse_consumption(d: Any, base: int) -> Consumption:
-    """``/purchases/{id}/consumption``; remaining data is kept as given, never clamped to 0."""
-    d = as_dict(d)
-    left = parse_size(d.get("dataUsageRemainingInBytes"), d.get("dataUsageRemainingInGB"), base)
-    return Consumption(left.bytes, left.unlimited, _upper(d.get("status")))
-
-
-@dataclass(frozen=True)
-class Profile:
-    iccid: str | None
-    status: str | None  # RELEASED, DOWNLOADED, INSTALLED, ENABLED, DELETED, ERROR
-    connectivity: str | None  # ACTIVE | NOT_ACTIVE
-    topup_flag: bool | None
-
-    @property
-    def topup_allowed(self) -> bool:
-        """``isTopUpAllowed`` when sent; else the 2025 rule (``ENABLED``/``INSTALLED``)."""
-        flag = self.topup_flag
-        return flag if flag is not None else self.status in ("ENABLED", "INSTALLED")
-
-
-def parse_profile(body: Any) -> Profile:
-    d = as_dict(body).get("esim")
-    if not isinstance(d, dict):
-        raise ProviderError("Celitech sent an eSIM answer without 'esim'")
-    flag = d.get("isTopUpAllowed")
-    status, conn = _upper(d.get("status")), _upper(d.get("connectivityStatus"))
-    return Profile(to_str(d.get("iccid")), status, conn, flag if isinstance(flag, bool) else None)
-
-
-# -- an eSIM from its purchases ---------------------------------------------------------------
-
-
-def _package_state(p: Purchase, c: Consumption | None, now: datetime) -> str:
-    if c is not None and not (c.unlimited or p.size.unlimited) and c.remaining == 0:
-        return "depleted"
-    if c is not None and c.status is not None and c.status not in CONSUMPTION_STATES:
-        return "unknown"
-    if c is not None and c.status == "ACTIVE":
-        return "active"
-    if p.start is not None and p.start > now:
-        return "queued"
-    return "unknown" if c is None else "not_active"
-
-
-def _sum(figures: list[int | None]) -> int | None:
-    return None if None in figures else sum(f for f in figures if f is not None)
-
-
-def build_esim(
-    *,
-    account: str,
-    provider: str,
-    iccid: str,
-    purchases: list[Purchase],
-    consumptions: dict[str, Consumption],
-    profile: Profile | None,
-    now: datetime,
-) -> Esim:
-    """One eSIM: each purchase is a package; the packages that have not ended add up."""
-    ordered = sorted(purchases, key=lambda p: (p.created or p.start or now, p.id))
-    latest = ordered[-1]
-    ref = {
-        "purchase_ids": ",".join(p.id for p in ordered),
-        "destination": latest.destination or latest.destination_iso2 or "",
-        "destination_name": latest.destination_name or "",
-    }
-    if latest.destination_iso2:
-        ref["countries"] = latest.destination_iso2
-    if profile is not None:
-        ref["profile_status"] = profile.status or ""
-        ref["topup_allowed"] = "true" if profile.topup_allowed else "false"
-    common: dict[str, Any] = {"account": account, "provider": provider, "iccid": iccid}
-    common |= {"as_of": now, "ref": ref, "unit_base": latest.size.base}
-    live = [p for p in ordered if p.end is None or p.end > now]
-    if not live:  # every package has ended: the data that was left cannot be used any more
-        return Esim(
-            **common,
-            state=EsimState.EXPIRED,
-            plan=latest.name,
-            data_total_bytes=None if latest.size.unlimited else latest.size.bytes,
-            unlimited=latest.size.unlimited,
-            expires_at=max((p.end for p in ordered if p.end), default=None),
-        )
-    packages: list[Package] = []
-    for p in live:
-        c = consumptions.get(p.id)
-        unl = p.size.unlimited or (c is not None and c.unlimited)
-        packages.append(
-            Package(
-                name=p.name,
-                state=_package_state(p, c, now),
-                data_total_bytes=None if unl else p.size.bytes,
-                data_remaining_bytes=None if c is None or unl else c.remaining,
-                unlimited=unl,
-                expires_at=p.end,
-            )
-        )
-    states = [k.state for k in packages]
-    unlimited = any(k.unlimited for k in packages)
-    remaining = _sum([k.data_remaining_bytes for k in packages])
-    current = next((p for p, s in zip(live, states, strict=True) if s == "active"), live[-1])
-    started = any(s in ("active", "depleted") for s in states) or any(
-        p.start is not None and p.start <= now for p in live
-    )
-    # A status the docs do not list (SUSPENDED, ...) says nothing: never "active".
-    odd = (profile is not None and profile.status not in (None, *PROFILE_STATES)) or any(
-        c is not None and c.status not in (None, *CONSUMPTION_STATES)
-        for c in (consumptions.get(p.id) for p in live)
-    )
-    if profile is not None and profile.status == "DELETED":
-        state = EsimState.RECYCLED
-    elif (profile is not None and profile.status == "ERROR") or odd:
-        state = EsimState.UNKNOWN
-    elif not started:
-        state = EsimState.NOT_ACTIVE
-    elif unlimited or remaining is None or remaining > 0:
-        state = EsimState.ACTIVE
-    else:
-        state = EsimState.DEPLETED
-    return Esim(
-        **common,
-        state=state,
-        plan=current.name,
-        data_total_bytes=None if unlimited else _sum([p.size.bytes for p in live]),
-        data_remaining_bytes=None if unlimited else remaining,
-        unlimited=unlimited,
-        expires_at=max((p.end for p in live if p.end), default=None),
-        packages=tuple(packages),
-    )
-
-
-def plans_from_packages(
-    rows: list[dict[str, Any]],
-    *,
-    account: str,
-    provider: str,
-    kind: str,
-    currency: str,
-    names: dict[str, str],
-    countries: tuple[str, ...] = (),
-) -> list[Plan]:
-    """Plans from ``GET /v1/packages`` rows: one per price bracket, at its longest duration."""
-    best: dict[str, Plan] = {}
-    for row in rows:
-        size = parse_size(row.get("dataLimitInBytes"), row.get("dataLimitInGB"))
-        days = pick_duration(row.get("minDays"), row.get("maxDays"), size.unlimited)
-        if (size.bytes is None and not size.unlimited) or days is None:
-            continue
-        iso2, iso3 = to_str(row.get("destinationISO2")), to_str(row.get("destination"))
-        code = iso2 or iso3
-        name = names.get(iso3 or "") or names.get(iso2 or "") or code
-        plan = Plan(
-            id=plan_id_for(code, size, days),
-            account=account,
-            provider=provider,
-            name=package_name(name, size, days),
-            kind=kind,
-            data_bytes=size.bytes,
-            unlimited=size.unlimited,
-            validity_days=days,
-            price=money_from_cents(row.get("priceInCents"), currency),
-            countries=countries or tuple(c for c in (iso2,) if c),
-            stacking=None,  # not documented
-            unit_base=size.base,
-        )
-        old = best.get(plan.id)
-        if old is None or (plan.price and old.price and plan.price.amount < old.price.amount):
-            best[plan.id] = plan
-    return sorted(best.values(), key=lambda p: (p.price.amount if p.price else Decimal(0), p.id))
-
-
-def order_from_purchase(p: Purchase, *, account: str, provider: str, now: datetime) -> Order:
-    return Order(
-        id=p.id,
-        account=account,
-        provider=provider,
-        iccid=p.iccid,
-        plan_id=p.plan_id,
-        plan=p.name,
-        price=p.price,
-        created_at=p.created or p.start or now,
-        state=OrderState.COMPLETED,  # the purchase list holds successful purchases only
-        source="provider",
-        reference=p.reference,
-        extra={k: v for k, v in (("purchase_type", p.purchase_type), ("channel", p.source)) if v},
-    )
-
-
-def _message(body: Any) -> str | None:
-    for key in ("message", "error_description", "error", "Message"):
-        value = as_dict(body).get(key)
-        if isinstance(value, str) and value.strip():
-            return re.sub(r"\s+", " ", value).strip()[:200]
-    return None
-
-
 class _TokenRefused(AuthRejected):
     """The API refused our bearer token (401): get a new one once, then give up."""
-
-
-# -- the provider ------------------------------------------------------------------------------
 
 
 class CelitechProvider(Provider):
@@ -449,28 +93,15 @@ class CelitechProvider(Provider):
 
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
-        opts = ctx.account.options
-        self.timeout = self._number_option("timeout", ctx.timeout)
-        self.retries = int(self._number_option("retries", 4))
-        self.rps = self._number_option("requests_per_second", DEFAULT_RPS)
-        self.currency = str(opts.get("currency", "USD")).strip().upper()
-        if not re.fullmatch(r"[A-Z]{3}", self.currency):
-            raise ConfigError(f"[accounts.{self.account}]: currency must be a code like USD")
-        self._auth_style = str(opts.get("auth_style", "post"))
-        if self._auth_style not in AUTH_STYLES:
-            raise ConfigError(f"[accounts.{self.account}]: auth_style must be 'post' or 'basic'")
+        opts = self.options  # parsed by config_schema: a bad value is a ConfigError here
+        self.timeout: float = opts.get("timeout", ctx.timeout)
+        self.retries: int = opts.get("retries", 4)
+        self.rps: float = opts.get("requests_per_second", DEFAULT_RPS)
+        self.currency: str = opts.get("currency", "USD")
+        self._auth_style: str = opts.get("auth_style", "post")
         # The key esimctl has always filed its token under: a cached token stays valid.
         key = token_key(ctx.secrets.get("CLIENT_ID", ""), self.token_url, length=24)
         self._tokens = TokenSource(ctx, self._fetch_token, key=key, margin=timedelta(seconds=60))
-
-    def _number_option(self, key: str, default: float) -> float:
-        try:
-            value = float(self.ctx.account.options.get(key, default))
-        except (TypeError, ValueError):
-            value = -1.0
-        if value < 0 or (key != "retries" and value == 0):
-            raise ConfigError(f"[accounts.{self.account}]: {key} must be a positive number")
-        return value
 
     def _error(self, cls: type[E], message: str, **kw: Any) -> E:
         return cls(message, account=self.account, provider=self.id, **kw)
@@ -483,7 +114,7 @@ class CelitechProvider(Provider):
 
     @property
     def token_url(self) -> str:
-        explicit = self.ctx.account.options.get("auth_url")
+        explicit = self.options.get("auth_url")
         if explicit:
             url = str(explicit).rstrip("/")
             return url if url.endswith(TOKEN_PATH) else url + TOKEN_PATH
@@ -541,7 +172,7 @@ class CelitechProvider(Provider):
 
     def _no_such_path(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
         # API Gateway's answer for a path it does not know: a wrong base_url, not bad keys.
-        if resp.status_code == 403 and _message(body) == "Missing Authentication Token":
+        if resp.status_code == 403 and error_message(body) == "Missing Authentication Token":
             return ConfigError(
                 f"Celitech has no {resp.request.url.path} at {resp.request.url.host}: "
                 f"check base_url of account {self.account!r}"
@@ -559,12 +190,14 @@ class CelitechProvider(Provider):
         return None
 
     def _map_api_error(self, resp: httpx.Response, body: Any) -> EsimctlError | None:
-        status, msg, path = resp.status_code, _message(body), resp.request.url.path
+        status, msg, path = resp.status_code, error_message(body), resp.request.url.path
         if status < 400:
             return None
         if status == 401:
             return _TokenRefused(f"Celitech refused the access token ({msg or 'HTTP 401'})")
-        if status == 402 or (status in (400, 403, 409, 422) and msg and _BALANCE.search(msg)):
+        if status == 402 or (
+            status in (400, 403, 409, 422) and msg and BALANCE_MESSAGE.search(msg)
+        ):
             return InsufficientBalance(
                 f"Celitech: not enough balance for this purchase ({msg or 'HTTP 402'}); "
                 "add funds in the Celitech dashboard"
@@ -575,7 +208,7 @@ class CelitechProvider(Provider):
             return self._rejected(f"HTTP 403{': ' + msg if msg else ''}")
         if status == 429 or status >= 500:
             return None  # ApiClient's: backoff and Retry-After; a purchase's outcome unknown
-        if status == 404 or (msg and _NOT_FOUND.search(msg)):
+        if status == 404 or (msg and NOT_FOUND_MESSAGE.search(msg)):
             return NotFound(f"Celitech: {msg or 'not found'} ({path})")
         if resp.request.method == "POST" and path.endswith(TOPUP_PATH):
             return InvalidInput(f"Celitech refused the top-up: {msg or f'HTTP {status}'}")
@@ -763,7 +396,7 @@ class CelitechProvider(Provider):
         for d in matching:
             code = str(d.get("destination") or d.get("destinationISO2"))
             rows = await self._pages("/v1/packages", "packages", PACKAGES_PAGE, destination=code)
-            iso2, name = _upper(d.get("destinationISO2")), to_str(d.get("name"))
+            iso2, name = upper_code(d.get("destinationISO2")), to_str(d.get("name"))
             plans += plans_from_packages(
                 rows,
                 account=self.account,

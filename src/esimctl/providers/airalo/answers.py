@@ -1,0 +1,438 @@
+"""Airalo's answers read into esimctl's model: the fields and units of
+``docs/providers/airalo.md``.
+
+Pure functions of what Airalo sends: no I/O, no provider instance. Figures are MB of
+1024, prices USD, times naive ``Y-m-d H:i:s`` read as UTC; states the docs do not list
+are unknown, statuses they do not list no verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+from typing import Any
+
+from esimctl.errors import (
+    AuthRejected,
+    EsimctlError,
+    InsufficientBalance,
+    InvalidInput,
+    ProviderError,
+    TemporaryFailure,
+)
+from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.providers.kit import units, values
+from esimctl.providers.kit.values import as_dict, as_list, parse_time, records
+
+PROVIDER_ID = "airalo"
+CURRENCY = "USD"  # "currency: always USD" (attribute descriptions)
+#: Our purchases carry ``<reference> (<iccid>)`` in ``description``, the reference starting
+#: with "esimctl" (added in front when the caller's does not).
+_OUR_DESCRIPTION = re.compile(r"^(?:esimctl )?(\S+)(?: \((\d{16,22})\))?$")
+#: Airalo's default top-up description is ``Topup (<iccid>)``.
+_ICCID_IN_TEXT = re.compile(r"\((\d{16,22})\)")
+
+#: No JSON number reaches beyond 1e308: text beyond 1e±400 is junk, not a size or a price
+#: (1e308 itself is kept, for the validator to refuse by name).
+_MAX_EXPONENT = 400
+to_decimal = partial(values.to_decimal, max_exponent=_MAX_EXPONENT)
+to_int = partial(values.to_int, max_exponent=_MAX_EXPONENT)
+#: Figures are MB of 1024 (``3072``, ``0.5``, ``"512.5"``), as whole bytes.
+to_bytes = partial(units.to_bytes, max_exponent=_MAX_EXPONENT)
+
+
+def usd(value: Any, currency: Any = None) -> Money | None:
+    """A price as given (a number or text), in ``currency`` or USD."""
+    return units.to_money(value, str(currency or CURRENCY), max_exponent=_MAX_EXPONENT)
+
+
+_USAGE_STATES = {
+    "NOT_ACTIVE": EsimState.NOT_ACTIVE,
+    "ACTIVE": EsimState.ACTIVE,
+    "FINISHED": EsimState.DEPLETED,
+    "EXPIRED": EsimState.EXPIRED,
+    "RECYCLED": EsimState.RECYCLED,
+    "UNKNOWN": EsimState.UNKNOWN,
+}
+_PACKAGE_STATES = {
+    "ACTIVE": "active",
+    "NOT_ACTIVE": "queued",
+    "FINISHED": "depleted",
+    "EXPIRED": "expired",
+}  # any other status of a package is "unknown"
+_ORDER_STATES = {
+    "completed": OrderState.COMPLETED,
+    "partially_refunded": OrderState.COMPLETED,
+    "failed": OrderState.FAILED,
+    "refunded": OrderState.FAILED,
+}  # any other status is not a verdict: pending, never completed nor failed
+
+
+# -- pages ---------------------------------------------------------------------------------
+
+
+def read_page(body: Any) -> list[dict[str, Any]] | None:
+    """The records of one page: ``data`` as a list of objects, or as an object keyed by
+    index (``/v2/packages`` from page 2 on); None for any other shape."""
+    data = as_dict(body).get("data")
+    if isinstance(data, dict):
+        if not data or any(to_int(k) is None for k in data):
+            return None
+        data = [data[k] for k in sorted(data, key=lambda k: to_int(k) or 0)]
+    return records(data)
+
+
+def has_next_page(body: Any, page: int) -> bool:
+    """``links.next``, or ``meta.last_page`` where ``links`` is missing."""
+    links = as_dict(as_dict(body).get("links"))
+    if "next" in links:
+        return bool(links.get("next"))
+    last = to_int(as_dict(as_dict(body).get("meta")).get("last_page"))
+    return last is not None and page < last
+
+
+def total_of(body: Any) -> int | None:
+    """The number of records of a whole list (``meta.total``), when it says one."""
+    total = to_int(as_dict(as_dict(body).get("meta")).get("total"))
+    return total if total is not None and total >= 0 else None
+
+
+# -- plans ---------------------------------------------------------------------------------
+
+
+def _says_unlimited(*texts: Any) -> bool:
+    return any(isinstance(t, str) and "unlimited" in t.lower() for t in texts)
+
+
+def plan_price(pkg: Mapping[str, Any], pricing: Mapping[str, Any] | None = None) -> Money | None:
+    """What the partner balance is charged: ``net_price``, or under discount pricing the
+    retail ``price`` less ``discount_percentage``."""
+    given = pkg.get("net_price")
+    if given is None:
+        given = as_dict(as_dict(pkg.get("prices")).get("net_price")).get(CURRENCY)
+    if given is not None:
+        return usd(given)  # a net price that is no number is no price, never the retail one
+    retail = to_decimal(pkg.get("price"))
+    if retail is None:
+        return None
+    p = as_dict(pricing)
+    discount = to_decimal(p.get("discount_percentage"))
+    if p.get("model") == "discount_pricing" and discount:
+        retail = retail * (100 - discount) / 100
+        # Too large to have cents: kept as given, the validator refuses it by name.
+        with contextlib.suppress(ArithmeticError):
+            retail = retail.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return Money(retail, CURRENCY)
+
+
+def plan_from(
+    pkg: Mapping[str, Any],
+    *,
+    account: str,
+    pricing: Mapping[str, Any] | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    countries: tuple[str, ...] = (),
+) -> Plan:
+    """One package of ``/v2/sims/{iccid}/topups`` or ``/v2/packages`` as a Plan."""
+    unlimited = pkg.get("is_unlimited") is True or _says_unlimited(pkg.get("data"))
+    amount = to_bytes(pkg.get("amount"))
+    title = str(pkg.get("title") or pkg.get("data") or pkg.get("id"))
+    return Plan(
+        id=str(pkg.get("id")),
+        account=account,
+        provider=PROVIDER_ID,
+        name=name or title,
+        kind=kind or ("topup" if pkg.get("type") == "topup" else "new"),
+        data_bytes=None if unlimited or not amount else amount,
+        unlimited=unlimited,
+        validity_days=to_int(pkg.get("day")),
+        price=plan_price(pkg, pricing),
+        countries=countries,
+        stacking=None,  # Airalo does not say whether a top-up adds or queues
+        unit_base=1024,
+    )
+
+
+def topup_plans(body: Any, *, account: str) -> list[Plan] | None:
+    """The packages ``/v2/sims/{iccid}/topups`` sells, priced by the answer's ``pricing``;
+    None for an answer that is not the list ("sells no top-ups" is ``{"data": []}``)."""
+    items = read_page(body)
+    if items is None:
+        return None
+    pricing = as_dict(as_dict(body).get("pricing"))
+    return [
+        plan_from(p, account=account, pricing=pricing, kind="topup") for p in items if p.get("id")
+    ]
+
+
+def catalogue_plans(
+    destinations: Iterable[Mapping[str, Any]], country: str, *, account: str
+) -> list[Plan]:
+    """The packages of ``/v2/packages``: destinations, their operators, their packages,
+    each named ``Operator-Title``, for the countries the operator (or destination) names."""
+    plans: list[Plan] = []
+    for dest in destinations:
+        # Local entries name their country; regional/global ones leave it empty.
+        dest_cc = str(dest.get("country_code") or "").upper()
+        for op in as_list(dest.get("operators")):
+            if not isinstance(op, dict):
+                continue
+            codes = tuple(
+                str(c.get("country_code")).upper()
+                for c in as_list(op.get("countries"))
+                if isinstance(c, dict) and c.get("country_code")
+            ) or ((dest_cc,) if dest_cc else (country,))
+            for pkg in as_list(op.get("packages")):
+                if not isinstance(pkg, dict) or not pkg.get("id"):
+                    continue
+                title = str(pkg.get("title") or pkg.get("data") or pkg["id"])
+                name = f"{op['title']}-{title}" if op.get("title") else title
+                plans.append(plan_from(pkg, account=account, name=name, countries=codes))
+    return plans
+
+
+# -- orders --------------------------------------------------------------------------------
+
+
+def description_for(reference: str, iccid: str) -> str:
+    """Our reference, and the ICCID that top-up orders otherwise lose (``sims: []``)."""
+    prefix = "" if reference.startswith("esimctl") else "esimctl "
+    return f"{prefix}{reference} ({iccid})"
+
+
+def reference_in(description: Any) -> tuple[str | None, str | None]:
+    """Our reference and the ICCID in an order's description, where we wrote them."""
+    if not isinstance(description, str):
+        return None, None
+    text = description.strip()
+    m = _OUR_DESCRIPTION.match(text) if text.startswith("esimctl") else None
+    if m:
+        return m.group(1), m.group(2)
+    found = _ICCID_IN_TEXT.search(description)
+    return None, found.group(1) if found else None
+
+
+def is_ours(item: Mapping[str, Any], reference: str, iccid: str | None) -> bool:
+    """Whether an order of the list carries ``reference`` (and no other eSIM's ICCID)."""
+    ref, described = reference_in(item.get("description"))
+    return ref == reference and (iccid is None or described in (None, iccid))
+
+
+def orders_readable(items: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether every order of a lookup has a description and an id to tell it by."""
+    return all("description" in i and (i.get("id") or i.get("code")) for i in items)
+
+
+def order_from(
+    item: Mapping[str, Any],
+    *,
+    account: str,
+    now: datetime,
+    iccid: str | None = None,
+    price: Money | None = None,
+) -> Order:
+    """One order of ``/v2/orders`` or the ``data`` of a ``/v2/orders/topups`` answer."""
+    reference, described_iccid = reference_in(item.get("description"))
+    sims = item.get("sims")
+    sim_iccid = None
+    if isinstance(sims, list) and sims and isinstance(sims[0], dict):
+        sim_iccid = sims[0].get("iccid")
+    status = as_dict(item.get("status")).get("slug") or item.get("status")
+    state = OrderState.COMPLETED
+    if status:  # none: the list holds only processed orders, and a 200 top-up is done
+        state = _ORDER_STATES.get(str(status).lower(), OrderState.PENDING)
+    return Order(
+        id=str(item.get("code") or item.get("id")),
+        account=account,
+        provider=PROVIDER_ID,
+        iccid=iccid or (str(sim_iccid) if sim_iccid else None) or described_iccid,
+        plan_id=str(item["package_id"]) if item.get("package_id") else None,
+        plan=str(item["package"]) if item.get("package") else None,
+        price=price if price is not None else usd(item.get("price"), item.get("currency")),
+        created_at=parse_time(item.get("created_at")) or now,
+        state=state,
+        source="provider",
+        reference=reference,
+        extra={
+            "order_id": item.get("id"),
+            "type": item.get("type"),
+            "description": item.get("description"),
+            "retail_price": str(item["price"]) if item.get("price") is not None else None,
+            "status": status,
+        },
+    )
+
+
+def charge_in(data: Mapping[str, Any]) -> Money | None:
+    """The charge a top-up answer reports, as given (the purchase pipeline checks it); one
+    that is no number is no price, never the retail price instead."""
+    keys = ("total_amount_paid", "unit_paid_price", "net_price")
+    paid = [data[k] for k in keys if data.get(k) is not None]
+    if paid:
+        return usd(paid[0])
+    pricing = {
+        "model": data.get("pricing_model"),
+        "discount_percentage": data.get("discount_percentage"),
+    }
+    return plan_price(data, pricing)
+
+
+def balance_from(body: Any) -> Money | None:
+    """``/v2/balance``: ``data.balances`` (an object, or a list of one), its
+    ``availableBalance``."""
+    balances = as_dict(as_dict(body).get("data")).get("balances")
+    if isinstance(balances, list):
+        balances = balances[0] if balances else {}
+    avail = as_dict(as_dict(balances).get("availableBalance"))
+    return usd(avail.get("amount"), avail.get("currency"))
+
+
+# -- eSIMs ---------------------------------------------------------------------------------
+
+
+def packages_from(history: Iterable[Mapping[str, Any]]) -> tuple[Package, ...]:
+    """The package history of ``/v2/sims/{iccid}/packages``."""
+    out = []
+    for h in history:
+        pkg = as_dict(h.get("package"))
+        unlimited = pkg.get("is_unlimited") is True or _says_unlimited(pkg.get("data"))
+        out.append(
+            Package(
+                name=str(pkg.get("title") or pkg.get("data") or pkg.get("id") or "") or None,
+                state=_PACKAGE_STATES.get(str(h.get("status")).upper(), "unknown"),
+                data_total_bytes=None if unlimited else to_bytes(pkg.get("amount")) or None,
+                data_remaining_bytes=None if unlimited else to_bytes(h.get("remaining")),
+                unlimited=unlimited,
+                expires_at=parse_time(h.get("expired_at")),
+            )
+        )
+    return tuple(out)
+
+
+def esim_from(
+    sim: Mapping[str, Any],
+    usage: Mapping[str, Any] | None,
+    *,
+    account: str,
+    now: datetime,
+    history: list[dict[str, Any]] | None = None,
+) -> Esim:
+    """An entry of ``/v2/sims`` plus its ``/usage`` (and package history, if read)."""
+    simable = as_dict(sim.get("simable"))
+    u = as_dict(usage)
+    status = str(u.get("status") or "").upper()
+    recycled = sim.get("recycled") is True or status == "RECYCLED"
+    if recycled:
+        state = EsimState.RECYCLED
+    elif usage is None:
+        state = EsimState.UNKNOWN
+    else:
+        state = _USAGE_STATES.get(status, EsimState.UNKNOWN)
+
+    # Figures as given (fractional, negative, absurd): the validator refuses by name.
+    total, remaining = to_bytes(u.get("total")), to_bytes(u.get("remaining"))
+    package_unlimited = _says_unlimited(simable.get("data"), simable.get("package_id"))
+    packages = packages_from(history or [])
+    unlimited = (
+        u.get("is_unlimited") is True
+        # Sandbox may say is_unlimited false with 0/0: the package bought says what it is.
+        or (not total and not remaining and package_unlimited and not recycled)
+        or any(p.unlimited and p.state == "active" for p in packages)
+    )
+    total_b = remaining_b = None
+    if not unlimited and not recycled and total:
+        # 0/0 is "unknown", never "0 left"; a missing remaining is unknown, never 0.
+        total_b, remaining_b = total, remaining
+    expires = parse_time(u.get("expired_at"))
+    if state == EsimState.ACTIVE:
+        if expires is not None and expires <= now:
+            state = EsimState.EXPIRED
+        elif remaining_b == 0 and total_b:
+            state = EsimState.DEPLETED
+
+    ref = {"sim_id": str(sim.get("id", "")), "package_id": str(simable.get("package_id") or "")}
+    if history is not None:
+        ref["history"] = json.dumps(
+            [
+                [str(h.get("id")), str(as_dict(h.get("package")).get("id")), str(h.get("status"))]
+                for h in history
+            ]
+        )
+    return Esim(
+        account=account,
+        provider=PROVIDER_ID,
+        iccid=str(sim.get("iccid")),
+        state=state,
+        plan=str(simable["package"]) if simable.get("package") else None,
+        data_total_bytes=total_b,
+        data_remaining_bytes=remaining_b,
+        unlimited=unlimited,
+        expires_at=expires,
+        as_of=now,
+        packages=packages,
+        unit_base=1024,
+        ref={k: v for k, v in ref.items() if v},
+    )
+
+
+def history_in(e: Esim | None) -> list[tuple[str, str, str]] | None:
+    """The package history ``esim_from`` kept in ``ref``: (entry id, package id, status)
+    of each entry; None when it was not read."""
+    if e is None or "history" not in e.ref:
+        return None
+    try:
+        rows = json.loads(e.ref["history"])
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+    except (ValueError, TypeError):
+        return None
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def business_error(code: int | None, reason: str) -> EsimctlError:
+    """A business failure ``{"code": n, "reason": "..."}`` (``reason`` already scrubbed)."""
+    reason = reason.strip().rstrip(".")
+    text = f"Airalo: {reason} (code {code})" if reason else f"Airalo refused (code {code})"
+    if code == 11:
+        detail = re.sub(r"^insufficient airalo credit\W*", "", reason, flags=re.IGNORECASE)
+        return InsufficientBalance(
+            "not enough Airalo credit for this top-up" + (f": {detail}" if detail else ""),
+            hint="add credit in the Airalo Partner dashboard, then run the command again",
+        )
+    if code == 89:
+        return AuthRejected(
+            f"{text}: add this machine's IP address to the allow-list in the Airalo "
+            "Partner dashboard"
+        )
+    if code in (13, 33, 53):  # maintenance, stock, unexpected: try later
+        return TemporaryFailure(text)
+    if code == 34:
+        return InvalidInput(f"{text}: pick another plan ('esimctl plans ESIM')")
+    if code == 73:
+        return ProviderError(
+            f"{text}: the eSIM can no longer be used or topped up", code="esim_recycled"
+        )
+    return ProviderError(text)
+
+
+def validation_error(items: Mapping[str, str]) -> EsimctlError:
+    """A validation failure ``{"data": {field: text}}`` (the texts already scrubbed)."""
+    pkg = items.get("package_id", "")
+    if "exceed_limit" in pkg:
+        return ProviderError("Airalo refused the top-up: the purchase limit for it is reached")
+    if pkg:
+        return InvalidInput(
+            f"Airalo does not sell this plan for this eSIM ({pkg}); "
+            "'esimctl plans ESIM' lists the ones it does"
+        )
+    if "iccid" in items:
+        return InvalidInput(f"Airalo refused the ICCID: {items['iccid']}")
+    detail = "; ".join(f"{k}: {v}" for k, v in items.items()) or "invalid parameters"
+    return ProviderError(f"Airalo refused the request: {detail}")
