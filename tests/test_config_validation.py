@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 ICCID = "8981100000000000018"
-ATTENTION_KEYS = "keys: low_data, low_data_percent, expiring_within, pending_overdue"
+ATTENTION_KEYS = (
+    "keys: low_data, low_data_percent, expiring_within, pending_overdue, runs_out_within"
+)
 TABLES = 'tables: [accounts.NAME], [esims."ICCID"], [attention], [network], [renewal]'
 
 Configure = Callable[[str], Path]
@@ -122,7 +124,7 @@ def test_a_key_outside_any_table_is_refused(cli, configure):
 def test_renewal_keys_are_checked_by_every_command(cli, configure):
     said = refused(cli, configure, "[renewal]\nmax_per_dya = 2\n")
     assert said.startswith("[renewal] unknown key 'max_per_dya' (did you mean max_per_day?); ")
-    assert "keys: data_below, expires_within, plan, " in said
+    assert "keys: data_below, expires_within, runs_out_within, plan, " in said
 
 
 def test_an_odd_key_name_stays_on_one_line(cli, configure):

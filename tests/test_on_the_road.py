@@ -31,7 +31,7 @@ def test_quiet_status_check_prints_only_the_esims_that_need_attention(cli):
     assert r.exit_code == 8, r
     lines = r.stdout.splitlines()
     assert len(lines) == 1, r  # Tokyo is low and expiring; Seoul's expiry is not news
-    assert lines[0].startswith("Tokyo: low data, expiring soon (")
+    assert lines[0].startswith("Tokyo: low data, expiring soon, runs out soon (")
     assert "307 MB / 3 GB left" in lines[0]
     for calm in ("Europe", "USA", "Bangkok", "LABEL"):
         assert calm not in r.stdout

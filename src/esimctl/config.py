@@ -121,6 +121,8 @@ class AttentionConfig:
     low_data_percent: float = 10.0
     expiring_within: timedelta = timedelta(days=2)
     pending_overdue: timedelta = timedelta(minutes=30)
+    #: ``runs_out_soon``: the forecast says the data runs out within this, before expiry.
+    runs_out_within: timedelta = timedelta(days=1)
 
 
 #: How long one command waits for the providers altogether before it answers with what it
@@ -281,4 +283,5 @@ class Config:
             low_data_percent=values.get("low_data_percent", d.low_data_percent),
             expiring_within=values.get("expiring_within", d.expiring_within),
             pending_overdue=values.get("pending_overdue", d.pending_overdue),
+            runs_out_within=values.get("runs_out_within", d.runs_out_within),
         )

@@ -369,6 +369,7 @@ ATTENTION = {
     "low_data_percent": Key("a number from 0 to 100, like 10", _percent),
     "expiring_within": duration(like="2d"),
     "pending_overdue": duration(like="30m"),
+    "runs_out_within": duration(like="1d"),
 }
 
 #: ``[network] deadline``: how long one command waits for the providers altogether.

@@ -176,12 +176,17 @@ class Env:
         from esimctl.ledger import BUSY_TIMEOUT, Ledger
 
         busy = self.hooks.ledger_busy_timeout
-        return Ledger(
+        ledger = Ledger(
             self.paths.ledger_file,
             clock=self.clock,
             busy_timeout=BUSY_TIMEOUT if busy is None else busy,
             on_skip=self._not_kept,
         )
+        if self.demo and not ledger.read_only and not ledger.has_snapshots():
+            from esimctl.providers.demo import seed_history
+
+            seed_history(ledger, self.clock())
+        return ledger
 
     @cached_property
     def session(self) -> Session:

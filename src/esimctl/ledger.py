@@ -696,11 +696,12 @@ class Ledger:
 
     # -- usage snapshots and caches ------------------------------------------------------------
 
-    def add_snapshots(self, esims: list[Esim]) -> None:
-        """Record fetched figures; skipped (see ``skipped``) in a read-only ledger."""
+    def add_snapshots(self, esims: list[Esim], *, at: datetime | None = None) -> None:
+        """Record fetched figures (fetched now, or ``at``); skipped (see ``skipped``) in a
+        read-only ledger."""
         if self._skip():
             return
-        now = iso(self.clock())
+        now = iso(at or self.clock())
         with self.tx() as db:
             db.executemany(
                 "INSERT INTO usage_snapshots (account, provider, iccid, fetched_at, as_of, state, "
@@ -723,6 +724,29 @@ class Ledger:
                     for e in esims
                 ],
             )
+
+    @_mapped
+    def has_snapshots(self) -> bool:
+        return self.db.execute("SELECT 1 FROM usage_snapshots LIMIT 1").fetchone() is not None
+
+    @_mapped
+    def readings(
+        self, account: str, iccid: str, *, since: datetime
+    ) -> list[tuple[datetime, int, int | None]]:
+        """The figures told of one eSIM since ``since``: (as of, data left, total), oldest
+        first; a fetch without an *as of* counts at its own time."""
+        rows = self.db.execute(
+            "SELECT COALESCE(as_of, fetched_at) AS at, data_remaining_bytes, data_total_bytes "
+            "FROM usage_snapshots WHERE account = ? AND iccid = ? AND fetched_at >= ? "
+            "AND data_remaining_bytes IS NOT NULL AND unlimited = 0 ORDER BY id",
+            (account, iccid, iso(since)),
+        )
+        out = []
+        for r in rows:
+            at = parse_iso(r["at"])
+            if at is not None:
+                out.append((at, int(r["data_remaining_bytes"]), r["data_total_bytes"]))
+        return out
 
     @_mapped
     def latest_snapshots(self) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ class Attention(StrEnum):
     DEPLETED = "depleted"
     EXPIRED = "expired"
     STALE = "stale"
+    RUNS_OUT_SOON = "runs_out_soon"
 
 
 @dataclass(frozen=True, order=True)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from esimctl import config_schema, parsing
 from esimctl.config import Config
@@ -39,8 +39,11 @@ from esimctl.models import Esim, EsimState, Money
 from esimctl.output import human
 from esimctl.serialize import iso
 
+if TYPE_CHECKING:
+    from esimctl.forecast import Forecast
+
 #: Keys that decide when a rule fires; an eSIM table merges them key by key.
-TRIGGER_KEYS = ("data_below", "expires_within")
+TRIGGER_KEYS = ("data_below", "runs_out_within", "expires_within")
 #: Keys that decide what is bought; an eSIM table that sets one replaces the whole group.
 BUY_KEYS = ("plan", "min_data", "min_days")
 #: Keys an eSIM table inherits from ``[renewal]`` one by one.
@@ -98,6 +101,8 @@ class Rule:
     enabled: bool = True
     data_below: tuple[Threshold, ...] = ()
     expires_within: timedelta | None = None
+    #: Fires when the forecast (``esimctl.forecast``) says the data runs out within this.
+    runs_out_within: timedelta | None = None
     plan: str | None = None
     min_data: str | None = None
     min_days: int | None = None
@@ -111,7 +116,11 @@ class Rule:
 
     @property
     def has_trigger(self) -> bool:
-        return bool(self.data_below) or self.expires_within is not None
+        return (
+            bool(self.data_below)
+            or self.expires_within is not None
+            or self.runs_out_within is not None
+        )
 
     @property
     def has_buy(self) -> bool:
@@ -129,12 +138,31 @@ class Rule:
             return f"the trip ended {human.local_time(self.trip_end)}"
         return None
 
-    def fired(self, e: Esim, now: datetime) -> tuple[str, str] | None:
-        """``(trigger key, figure)`` of the first trigger that holds for ``e``, or None."""
+    def fired(
+        self, e: Esim, now: datetime, forecast: Forecast | None = None
+    ) -> tuple[str, str] | None:
+        """``(trigger key, figure)`` of the first trigger that holds for ``e``, or None.
+        ``runs_out_within`` needs ``forecast``; without one it holds for nothing, and the
+        other triggers decide (``no_forecast`` says so)."""
         for t in self.data_below:
             figure = t.fired(e)
             if figure is not None:
                 return "data_below", figure
+        f = forecast
+        if (
+            self.runs_out_within is not None
+            and f is not None
+            and f.runs_out_at is not None
+            and f.runs_out_before_expiry is not False
+            and f.runs_out_at - now <= self.runs_out_within
+        ):
+            return (
+                "runs_out_within",
+                f"runs out {human.until(f.runs_out_at, now)} at "
+                f"{human.size(round(f.rate_bytes_per_day), e.unit_base)} a day "
+                f"(forecast on {f.basis_hours:.0f} h of readings; within "
+                f"{human.relative(self.runs_out_within)})",
+            )
         if self.expires_within is not None and e.expires_at is not None:
             left = e.expires_at - now
             if left <= self.expires_within:
@@ -145,6 +173,15 @@ class Rule:
                     f"{verb} {human.until(e.expires_at, now)} (within {within})",
                 )
         return None
+
+    def no_forecast(self, forecast: Forecast | None) -> str | None:
+        """What a rule with ``runs_out_within`` says when there is no forecast to act on."""
+        if self.runs_out_within is None or forecast is not None:
+            return None
+        others = bool(self.data_below) or self.expires_within is not None
+        return "no forecast yet (it needs readings over an hour or more); " + (
+            "data_below and expires_within decide" if others else "nothing else can fire"
+        )
 
     def wanted(self) -> str:
         """What the cheapest plan must give: ``at least 3GB and 7 days``."""
@@ -241,7 +278,8 @@ def load(config: Config) -> RenewalRules:
         rule = _build(merged, path, where, target=name, own_budget=own.get("monthly_budget", ()))
         if rule.enabled and not rule.complete:
             raise ConfigError(
-                f"{path}: [{where}] needs a trigger (data_below or expires_within) and what "
+                f"{path}: [{where}] needs a trigger (data_below, runs_out_within or "
+                "expires_within) and what "
                 "to buy (plan, or min_data/min_days), here or in [renewal]; or enabled = false"
             )
         rules.append(rule)
@@ -376,6 +414,9 @@ SCHEMA: dict[str, Key] = {
         _thresholds,
     ),
     "expires_within": Key('a duration in quotes, like "1d"', lambda v: parsing.duration(_text(v))),
+    "runs_out_within": Key(
+        'a duration in quotes, like "24h"', lambda v: parsing.duration(_text(v))
+    ),
     "plan": Key('a plan id in quotes, like "jp-1gb-3d"', _text),
     "min_data": Key('a size in quotes, like "3GB"', _size),
     "min_days": Key(_WHOLE, _positive_int),

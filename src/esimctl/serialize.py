@@ -33,7 +33,10 @@ def money_from(d: dict[str, str] | None) -> Money | None:
     return Money(Decimal(d["amount"]), d["currency"]) if d else None
 
 
-def esim_json(e: Esim, attention: list[str]) -> dict[str, Any]:
+def esim_json(
+    e: Esim, attention: list[str], forecast: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """SPEC's status record of ``e``; ``forecast`` is ``Forecast.to_json()`` or None."""
     return {
         "account": e.account,
         "provider": e.provider,
@@ -49,6 +52,7 @@ def esim_json(e: Esim, attention: list[str]) -> dict[str, Any]:
         "as_of": iso(e.as_of),
         "attention": attention,
         "packages": [package_json(p) for p in e.packages],
+        "forecast": forecast,
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from esimctl.config import AccountConfig, AttentionConfig
 from esimctl.env import Env
@@ -21,6 +21,9 @@ from esimctl.errors import (
     run_outcome,
 )
 from esimctl.models import Attention, Esim, EsimState, Plan
+
+if TYPE_CHECKING:
+    from esimctl.forecast import Forecast
 from esimctl.providers import registry
 from esimctl.providers.base import Capability, Provider, ProviderContext, SecretCache
 from esimctl.serialize import esim_from_cache, esim_to_cache, plan_from_cache, plan_to_cache
@@ -511,7 +514,35 @@ def match_esim(name: str, esims: Sequence[Esim]) -> Esim:
     raise NotFound(f"no eSIM named {name!r} (eSIMs: {known})")
 
 
+def resolve_esim(env: Env, name: str, accounts: tuple[str, ...] = ()) -> Esim:
+    """Find an eSIM by name, from the cache while fresh, fetching if needed."""
+    chosen = select_accounts(env, accounts)
+    fetched = fetch_esims(env, chosen)
+    esims = [e for lst in fetched.results.values() for e in lst]
+    try:
+        return match_esim(name, esims)
+    except InvalidInput:
+        if fetched.errors:
+            raise fetched.errors[0] from None
+        raise
+
+
 # -- attention -------------------------------------------------------------------------------
+
+
+def forecast_of(env: Env, e: Esim) -> Forecast | None:
+    """When ``e`` runs out at the pace of its recent use (``esimctl.forecast``): from the
+    readings in the ledger and the figures in hand. None for an eSIM that cannot run out
+    or has too little history."""
+    from esimctl import forecast
+
+    if not forecast.forecastable(e) or e.data_remaining_bytes is None:
+        return None
+    now = env.now()
+    told = env.ledger.readings(e.account, e.iccid, since=now - forecast.WINDOW)
+    readings = [forecast.Reading(at, left, total) for at, left, total in told]
+    readings.append(forecast.Reading(e.as_of or now, e.data_remaining_bytes, e.data_total_bytes))
+    return forecast.forecast(readings, now=now, expires_at=e.expires_at)
 
 
 def attention_for(
@@ -521,9 +552,10 @@ def attention_for(
     *,
     pending_since: datetime | None = None,
     stale: bool = False,
+    forecast: Forecast | None = None,
 ) -> list[str]:
     """Why ``e`` needs attention; ``stale``: its figures are old ones, kept because the
-    provider could not be asked now."""
+    provider could not be asked now; ``forecast``: when it runs out at its pace."""
     reasons: list[str] = []
     if e.state == EsimState.EXPIRED:
         reasons.append(Attention.EXPIRED)
@@ -547,6 +579,13 @@ def attention_for(
             reasons.append(Attention.TOPUP_OVERDUE)
         else:
             reasons.append(Attention.TOPUP_PENDING)
+    if (
+        forecast is not None
+        and forecast.runs_out_at is not None
+        and forecast.runs_out_before_expiry is not False
+        and forecast.runs_out_at - now <= cfg.runs_out_within
+    ):
+        reasons.append(Attention.RUNS_OUT_SOON)
     if stale:
         reasons.append(Attention.STALE)
     return [str(r) for r in reasons]

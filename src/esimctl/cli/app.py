@@ -130,6 +130,25 @@ def status(
 
 
 @app.command()
+def show(
+    esim: Annotated[str, typer.Argument(help="ICCID, ICCID suffix (4+ digits) or label.")],
+    account: AccountOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """One eSIM in detail: packages, a chart of data left with the forecast, orders, and
+    what renew --auto would do now.
+
+    Examples: esimctl show Tokyo · esimctl show 0018 --json
+    """
+    from esimctl.cli.commands.common import finish
+    from esimctl.cli.commands.show import ShowOptions, run_show
+
+    env = context.begin("show", json=json_)
+    opts = ShowOptions(esim, tuple(account or ()))
+    _done(env, finish(env, run_show(opts, env), json=json_))
+
+
+@app.command()
 def plans(
     esim: Annotated[str | None, typer.Argument(help="The eSIM to extend.")] = None,
     country: Annotated[

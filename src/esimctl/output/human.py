@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from esimctl.models import Esim, Money
+
+if TYPE_CHECKING:
+    from esimctl.forecast import Forecast
 
 
 def size(n: int | None, base: int = 1024) -> str:
@@ -67,6 +71,22 @@ def short_local_time(when: datetime, now: datetime) -> str:
     if local.year == now.astimezone().year:
         return local.strftime("%b %d %H:%M")
     return local.strftime("%Y-%m-%d")
+
+
+def runs_out(f: Forecast | None, now: datetime, base: int = 1024) -> str:
+    """What a forecast says, in a few words: ``~Tue 14:00`` (runs out then), ``1.2 GB
+    spare`` (left when the package expires), ``no use seen``; ``—`` without a forecast."""
+    if f is None:
+        return "—"
+    if f.runs_out_at is None:
+        return "no use seen"
+    if f.runs_out_before_expiry is False:
+        left = f.left_at_expiry_bytes
+        return f"{size(left, base)} spare" if left else "lasts"
+    local = f.runs_out_at.astimezone()
+    if f.runs_out_at - now < timedelta(days=6):
+        return "~" + local.strftime("%a %H:%M")
+    return "~" + short_local_time(f.runs_out_at, now)
 
 
 def bar(fraction: float, width: int = 8) -> str:

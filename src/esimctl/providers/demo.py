@@ -7,6 +7,11 @@ long-term and mixed data+days plans in more than one currency. A top-up stacks: 
 adds to what remains and the end date extends. The state is rebuilt after a day so the
 demo always shows the same situations.
 
+Two eSIMs are in use: Tokyo at 450 MB a day (it runs out before it expires) and Bangkok
+at 250 MB a day (it outlasts its expiry). Their figures fall hour by hour, and a new demo
+profile starts with three days of such readings in its ledger (``seed_history``), so the
+forecast and the chart of ``show`` have something to stand on from the first command.
+
 ``ESIMCTL_DEMO_APPLY_DELAY`` (seconds, default 0) delays when a bought top-up shows on
 the eSIM, to see *pending* at work.
 """
@@ -32,6 +37,11 @@ GB = 1024**3
 MB = 1024**2
 STATE_VERSION = 1
 REBUILD_AFTER = timedelta(hours=24)
+#: What the demo's travellers use a day (bytes), by ICCID.
+USE_PER_DAY = {"8981100000000000018": 450 * MB, "8966000000000000042": 250 * MB}
+#: How far back a new demo profile's readings go, and how often they were taken.
+HISTORY = timedelta(days=3)
+HISTORY_EVERY = timedelta(hours=3)
 
 # (id, name, data GB or None for unlimited, days, amount, currency, countries, kind)
 CATALOGUE: list[tuple[str, str, float | None, int, str, str, tuple[str, ...], str]] = [
@@ -251,40 +261,14 @@ class DemoProvider(Provider):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _esim(self, s: dict[str, Any], now: datetime) -> Esim:
-        unlimited = s["total"] is None
-        state = EsimState(s["state"])
-        expires = parse_iso(s["expires_at"])
-        if state == EsimState.ACTIVE and expires is not None and expires <= now:
-            state = EsimState.EXPIRED
-        if state == EsimState.ACTIVE and not unlimited and s["remaining"] <= 0:
-            state = EsimState.DEPLETED
-        pkgs = [
-            Package(
-                name=p["name"], state="active", data_total_bytes=None, data_remaining_bytes=None
-            )
-            for p in s["packages"]
-        ]
-        return Esim(
-            account=self.account,
-            provider=self.id,
-            iccid=s["iccid"],
-            state=state,
-            plan=s["plan"],
-            label=s["label"],
-            data_total_bytes=s["total"],
-            data_remaining_bytes=s["remaining"],
-            unlimited=unlimited,
-            expires_at=expires,
-            as_of=now,
-            packages=tuple(pkgs),
-            unit_base=1024,
-            ref={"countries": ",".join(s["countries"])},
-        )
+    def _esim(self, s: dict[str, Any], now: datetime, since: datetime | None = None) -> Esim:
+        return esim_of(s, now, self.account, since)
 
     async def list_esims(self) -> list[Esim]:
         now = self.ctx.clock()
-        return [self._esim(s, now) for s in self._load()["esims"]]
+        state = self._load()
+        since = parse_iso(state.get("created_at"))
+        return [self._esim(s, now, since) for s in state["esims"]]
 
     def _plan(
         self, row: tuple[str, str, float | None, int, str, str, tuple[str, ...], str]
@@ -377,3 +361,59 @@ class DemoProvider(Provider):
             if o.get("reference") == reference:
                 return self._order(o)
         return None
+
+
+def esim_of(s: dict[str, Any], now: datetime, account: str, since: datetime | None = None) -> Esim:
+    """The eSIM ``s`` at ``now``; ``since``: when the state was made (use since then
+    is taken off the data left, a whole hour at a time)."""
+    unlimited = s["total"] is None
+    remaining = s["remaining"]
+    if since is not None and not unlimited and s["state"] == "active":
+        hours = max(int((now - since).total_seconds() // 3600), 0)
+        remaining = max(remaining - USE_PER_DAY.get(s["iccid"], 0) * hours // 24, 0)
+    state = EsimState(s["state"])
+    expires = parse_iso(s["expires_at"])
+    if state == EsimState.ACTIVE and expires is not None and expires <= now:
+        state = EsimState.EXPIRED
+    if state == EsimState.ACTIVE and not unlimited and remaining <= 0:
+        state = EsimState.DEPLETED
+    pkgs = [
+        Package(name=p["name"], state="active", data_total_bytes=None, data_remaining_bytes=None)
+        for p in s["packages"]
+    ]
+    return Esim(
+        account=account,
+        provider=DemoProvider.id,
+        iccid=s["iccid"],
+        state=state,
+        plan=s["plan"],
+        label=s["label"],
+        data_total_bytes=s["total"],
+        data_remaining_bytes=remaining,
+        unlimited=unlimited,
+        expires_at=expires,
+        as_of=now,
+        packages=tuple(pkgs),
+        unit_base=1024,
+        ref={"countries": ",".join(s["countries"])},
+    )
+
+
+def seed_history(ledger: Any, now: datetime, account: str = "demo") -> None:
+    """A new demo profile's past: readings every ``HISTORY_EVERY`` over ``HISTORY`` of the
+    eSIMs in use, as if esimctl had been asked all along (called once, by ``Env.ledger``,
+    on a demo ledger without any snapshot)."""
+    state = _initial_state(now)
+    t = now - HISTORY
+    while t < now:
+        esims = []
+        for s in state["esims"]:
+            use = USE_PER_DAY.get(s["iccid"])
+            if not use:
+                continue
+            earlier = dict(s)
+            back = int(use * (now - t).total_seconds() / 86_400)
+            earlier["remaining"] = min(s["remaining"] + back, s["total"])
+            esims.append(esim_of(earlier, t, account))
+        ledger.add_snapshots(esims, at=t)
+        t += HISTORY_EVERY

@@ -8,7 +8,7 @@ from decimal import Decimal
 from esimctl import parsing
 from esimctl.env import Env
 from esimctl.errors import InvalidInput
-from esimctl.models import Esim, Plan
+from esimctl.models import Plan
 from esimctl.output import human
 from esimctl.output.emit import Column, Table
 from esimctl.providers.base import Capability, Provider
@@ -17,8 +17,7 @@ from esimctl.service import (
     Fanout,
     fan_out,
     fetch_catalogues,
-    fetch_esims,
-    match_esim,
+    resolve_esim,
     select_accounts,
 )
 
@@ -37,19 +36,6 @@ class PlansOptions:
     min_data: str | None = None
     #: Ask the providers now instead of using catalogues cached within their catalogue_ttl.
     refresh: bool = False
-
-
-def resolve_esim(env: Env, name: str, accounts: tuple[str, ...] = ()) -> Esim:
-    """Find an eSIM by name, from the cache while fresh, fetching if needed."""
-    chosen = select_accounts(env, accounts)
-    fetched = fetch_esims(env, chosen)
-    esims = [e for lst in fetched.results.values() for e in lst]
-    try:
-        return match_esim(name, esims)
-    except InvalidInput:
-        if fetched.errors:
-            raise fetched.errors[0] from None
-        raise
 
 
 def price_per_gb(p: Plan) -> Decimal | None:

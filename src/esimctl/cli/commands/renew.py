@@ -22,10 +22,9 @@ from esimctl.providers.base import Capability, Provider
 from esimctl.purchasing import pipeline
 from esimctl.purchasing.limits import check_limits
 from esimctl.serialize import order_json
-from esimctl.service import past_deadline
+from esimctl.service import past_deadline, resolve_esim
 
 from .common import Result, confirm
-from .plans import resolve_esim
 from .renew_common import RenewOptions, ensure_writable, limits_for, pick_plan
 
 

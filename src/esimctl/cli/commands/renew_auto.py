@@ -44,6 +44,7 @@ from esimctl.errors import (
     TemporaryFailure,
     run_outcome,
 )
+from esimctl.forecast import Forecast
 from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
 from esimctl.models import Esim, Money, Plan
@@ -54,7 +55,7 @@ from esimctl.purchasing import book, pipeline
 from esimctl.purchasing.limits import Budget, Limits, Planned, check_limits
 from esimctl.rules import RENEWABLE, RenewalRules, Rule
 from esimctl.serialize import money_json, order_json
-from esimctl.service import fan_out, fetch_esims, select_accounts
+from esimctl.service import fan_out, fetch_esims, forecast_of, select_accounts
 
 from .common import Result, confirm
 from .renew_common import RenewOptions
@@ -86,6 +87,8 @@ class Decision:
     applied: bool = False
     #: Only its user can renew it (a seller without an API): ``-q`` names it.
     by_hand: bool = False
+    #: The forecast a ``runs_out_within`` rule looked at (None: no such rule, or none yet).
+    forecast: Forecast | None = None
 
     def to_json(self) -> dict[str, Any]:
         plan = self.plan
@@ -104,6 +107,7 @@ class Decision:
             if plan is None
             else {"id": plan.id, "name": plan.name, "price": money_json(plan.price)},
             "order_id": self.order.to_order().id if self.order else None,
+            "forecast": self.forecast.to_json() if self.forecast else None,
         }
 
 
@@ -195,7 +199,9 @@ class AutoRun:
             why = "renewal off (enabled = false)" if not rule.enabled else "no renewal rule"
             return Decision(e, None, "none", why)
         d = Decision(e, rule)
-        fired = rule.fired(e, self.now)
+        if rule.runs_out_within is not None:
+            d.forecast = forecast_of(self.env, e)
+        fired = rule.fired(e, self.now, d.forecast)
         if fired is not None:
             d.trigger, d.figure = fired
         outside = rule.outside_window(self.now)
@@ -208,6 +214,9 @@ class AutoRun:
             return d
         if fired is None:
             d.reason = "no trigger holds"
+            no_forecast = rule.no_forecast(d.forecast)
+            if no_forecast:
+                d.reason += f"; {no_forecast}"
             return d
         open_rows = self.env.orders.open(account=e.account, iccid=e.iccid)
         if open_rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from esimctl.env import Env
 from esimctl.errors import ExitCode, InvalidInput
@@ -12,9 +13,12 @@ from esimctl.output import human
 from esimctl.output.emit import Column, Table
 from esimctl.output.human import esc
 from esimctl.serialize import esim_json
-from esimctl.service import attention_for, fetch_esims, match_esim, select_accounts
+from esimctl.service import attention_for, fetch_esims, forecast_of, match_esim, select_accounts
 
 from .common import Result
+
+if TYPE_CHECKING:
+    from esimctl.forecast import Forecast
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,9 @@ class StatusOptions:
 
 #: What ``--check`` reports (exit 8): what the user can still act on. An expired eSIM is
 #: shown as such but does not keep a cron check failing forever.
-CHECKED = frozenset({"low_data", "expiring_soon", "topup_pending", "topup_overdue", "depleted"})
+CHECKED = frozenset(
+    {"low_data", "runs_out_soon", "expiring_soon", "topup_pending", "topup_overdue", "depleted"}
+)
 
 
 def run_status(opts: StatusOptions, env: Env) -> Result:
@@ -50,6 +56,7 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
     now = env.now()
     cfg = env.config.attention()
     pending = env.orders.open_since(esims)
+    forecasts = {(e.account, e.iccid): forecast_of(env, e) for e in esims}
     rows: list[tuple[Esim, list[str]]] = [
         (
             e,
@@ -59,6 +66,7 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
                 now,
                 pending_since=pending.get((e.account, e.iccid)),
                 stale=e.account in fetched.stale,
+                forecast=forecasts[(e.account, e.iccid)],
             ),
         )
         for e in esims
@@ -66,11 +74,14 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
     exit_code = fetched.exit_code
     if opts.check and exit_code == ExitCode.OK and any(CHECKED & set(r) for _, r in rows):
         exit_code = ExitCode.ATTENTION
-    records = [esim_json(e, reasons) for e, reasons in rows]
+    records = [
+        esim_json(e, reasons, _forecast_json(forecasts[(e.account, e.iccid)]))
+        for e, reasons in rows
+    ]
     result = Result(
         command="status",
         data={"esims": records},
-        table=_table(rows, now, tty=env.stdout_tty, pending=pending),
+        table=_table(rows, now, tty=env.stdout_tty, pending=pending, forecasts=forecasts),
         errors=list(fetched.errors),
         exit_code=exit_code,
         records=records,
@@ -92,6 +103,10 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
         if Attention.TOPUP_OVERDUE in reasons
     )
     return result
+
+
+def _forecast_json(f: Forecast | None) -> dict[str, Any] | None:
+    return None if f is None else f.to_json()
 
 
 def overdue_note(env: Env, e: Esim, after: timedelta) -> str:
@@ -123,6 +138,7 @@ _REASON_TEXT = {
     "depleted": "no data left",
     "expired": "expired",
     "stale": "figures stale",
+    "runs_out_soon": "runs out soon",
 }
 
 
@@ -181,15 +197,17 @@ def _table(
     *,
     tty: bool,
     pending: dict[tuple[str, str], datetime],
+    forecasts: dict[tuple[str, str], Forecast | None],
 ) -> Table:
     t = Table(
         [
             Column("LABEL", style="bold"),
             Column("ACCOUNT", hide_if_uniform=True),
-            Column("ICCID", optional=1),
+            Column("ICCID", optional=2),
             Column("PLAN", no_wrap=False, min_width=12, optional=3),
             Column("DATA LEFT", squeeze=True, min_width=17),
             Column("EXPIRES", squeeze=True, min_width=16),
+            Column("RUNS OUT", optional=1),
             Column("STATE"),
             Column("AS OF", optional=2),
             Column("ATTENTION", no_wrap=False, min_width=14),
@@ -208,6 +226,9 @@ def _table(
         else:
             exp_rich = "—"
         attention_words = reason_words(reasons, now, pending.get((e.account, e.iccid)))
+        f = forecasts.get((e.account, e.iccid))
+        runs_out = human.runs_out(f, now, e.unit_base)
+        runs_rich = f"[yellow]{runs_out}[/]" if f and f.runs_out_before_expiry else runs_out
         t.add(
             e.label or "—",
             e.account,
@@ -215,6 +236,7 @@ def _table(
             e.plan or "—",
             (data_rich, data_plain),
             (exp_rich, _iso(e.expires_at)),
+            (runs_rich, _iso(f.runs_out_at) if f else ""),
             (f"[{colour}]{mark} {state_word}[/]", e.state.value),
             (_as_of(e, now, stale=Attention.STALE in reasons), _iso(e.as_of)),
             (
