@@ -14,7 +14,10 @@ ICCID = "8981100000000000018"
 ATTENTION_KEYS = (
     "keys: low_data, low_data_percent, expiring_within, pending_overdue, runs_out_within"
 )
-TABLES = 'tables: [accounts.NAME], [esims."ICCID"], [attention], [network], [renewal]'
+TABLES = (
+    'tables: [accounts.NAME], [esims."ICCID"], [attention], [network], [renewal], [notify], '
+    "[calendar]"
+)
 
 Configure = Callable[[str], Path]
 

@@ -135,6 +135,45 @@ class NetworkConfig:
     deadline: timedelta = DEFAULT_DEADLINE
 
 
+@dataclass(frozen=True)
+class TargetConfig:
+    """``[notify.targets.NAME]``: an Apprise URL (in the keyring) or a ``command``."""
+
+    name: str
+    #: The events sent to it; None: every event.
+    events: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    targets: tuple[TargetConfig, ...] = ()
+    #: A condition still true is sent again after this.
+    renotify: timedelta = timedelta(hours=12)
+    #: ``account_failing``: an account failing this long is news.
+    account_failing_after: timedelta = timedelta(hours=2)
+    #: The longest one target may take; a slower one is reported and retried next run.
+    timeout: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    #: The alarm of each event, this long before it (0: at the time).
+    alarm_before: timedelta = timedelta(days=1)
+
+
+_TARGET_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def notify_target_name(value: str) -> str:
+    """A ``[notify.targets.NAME]`` name, as given on the command line."""
+    if not _TARGET_NAME.fullmatch(value):
+        raise InvalidInput(
+            f"invalid target name {value!r}: use letters, digits, '-' and '_' (at most 40)"
+        )
+    return value
+
+
 class Config:
     def __init__(self, path: Path, raw: dict[str, Any] | None = None) -> None:
         self.path = path
@@ -181,6 +220,8 @@ class Config:
         self._validate_esims()
         self.attention()  # validates [attention]
         self.network()  # validates [network]
+        self.notify()  # validates [notify] and [notify.targets.NAME]
+        self.calendar()  # validates [calendar]
         from esimctl import rules
 
         rules.load(self)  # validates [renewal] and [renewal.esims.NAME]
@@ -285,3 +326,50 @@ class Config:
             pending_overdue=values.get("pending_overdue", d.pending_overdue),
             runs_out_within=values.get("runs_out_within", d.runs_out_within),
         )
+
+    def notify(self) -> NotifyConfig:
+        raw = self.raw.get("notify", {})
+        values = config_schema.check(
+            raw, config_schema.NOTIFY, path=self.path, where="notify", others=("targets",)
+        )
+        tables = raw.get("targets", {})
+        if not isinstance(tables, dict):
+            raise ConfigError(f"{self.path}: [notify.targets] must hold one table per target")
+        targets = []
+        for name, table in tables.items():
+            where = config_schema.table_name("notify", "targets", name)
+            if not _TARGET_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"{self.path}: [{where}] a target name is letters, digits, '-' and '_'"
+                )
+            t = config_schema.check(table, config_schema.NOTIFY_TARGET, path=self.path, where=where)
+            targets.append(TargetConfig(name, t.get("events"), t.get("command")))
+        d = NotifyConfig()
+        return NotifyConfig(
+            targets=tuple(targets),
+            renotify=values.get("renotify", d.renotify),
+            account_failing_after=values.get("account_failing_after", d.account_failing_after),
+            timeout=values.get("timeout", d.timeout),
+        )
+
+    def set_notify_target(self, name: str, table: dict[str, Any]) -> None:
+        """Write ``[notify.targets.NAME]`` (``events``, ``command``): validated first."""
+        notify = dict(self.raw.get("notify", {}))
+        notify["targets"] = {**notify.get("targets", {}), name: table}
+        raw = {**self.raw, "notify": notify}
+        Config(self.path, raw)  # validates the whole file before this one changes
+        self.raw = raw
+
+    def remove_notify_target(self, name: str) -> None:
+        notify = self.raw.get("notify", {})
+        notify.get("targets", {}).pop(name, None)
+        if "targets" in notify and not notify["targets"]:
+            del notify["targets"]
+        if "notify" in self.raw and not notify:
+            del self.raw["notify"]
+
+    def calendar(self) -> CalendarConfig:
+        values = config_schema.check(
+            self.raw.get("calendar", {}), config_schema.CALENDAR, path=self.path, where="calendar"
+        )
+        return CalendarConfig(alarm_before=values.get("alarm_before", CalendarConfig.alarm_before))

@@ -376,6 +376,68 @@ ATTENTION = {
 DEADLINE_RANGE = (timedelta(seconds=1), timedelta(hours=1))
 NETWORK = {"deadline": duration(*DEADLINE_RANGE, span=" from 1s to 1h", like="30s")}
 
+#: What ``notify`` sends (docs/notifications.md): the events a target may choose.
+EVENTS = (
+    "low_data",
+    "runs_out_soon",
+    "expiring_soon",
+    "topup_bought",
+    "topup_applied",
+    "topup_overdue",
+    "limit_refused",
+    "account_failing",
+    "credentials_rejected",
+)
+
+
+def _events(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else None
+    if not items or not all(isinstance(v, str) and v.strip() for v in items):
+        raise Mismatch
+    out = []
+    for v in items:
+        name = v.strip().lower()
+        if name not in EVENTS:
+            raise InvalidInput(
+                f"unknown event {v.strip()!r}{did_you_mean(name, EVENTS)}; events: "
+                + ", ".join(EVENTS)
+            )
+        out.append(name)
+    return tuple(out)
+
+
+def _command(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise Mismatch
+    if not all(isinstance(v, str) and v for v in value) or not value[0].strip():
+        raise Mismatch
+    return tuple(value)
+
+
+#: ``[notify]``: when to send again, and how long a target may take.
+NOTIFY = {
+    "renotify": duration(
+        timedelta(minutes=1), timedelta(days=30), span=" from 1m to 30d", like="12h"
+    ),
+    "account_failing_after": duration(like="2h"),
+    "timeout": duration(
+        timedelta(seconds=1), timedelta(minutes=2), span=" from 1s to 2m", like="10s"
+    ),
+}
+#: ``[notify.targets.NAME]``: which events go to a target; ``command`` for a program target
+#: (an Apprise URL is a secret: it lives in the keyring, ``esimctl notify add NAME URL``).
+NOTIFY_TARGET = {
+    "events": Key('a list of event names in quotes, like ["low_data", "topup_bought"]', _events),
+    "command": Key(
+        'a program and its arguments as a list of text, like ["/usr/local/bin/hook", "-v"]',
+        _command,
+    ),
+}
+#: ``[calendar]``: the alarm of each event of ``esimctl calendar``.
+CALENDAR = {
+    "alarm_before": duration(timedelta(0), timedelta(days=30), span=" up to 30d", like="1d")
+}
+
 #: The tables of config.toml, as the error for an unknown one lists them.
 TABLES = {
     "accounts": "[accounts.NAME]",
@@ -383,6 +445,8 @@ TABLES = {
     "attention": "[attention]",
     "network": "[network]",
     "renewal": "[renewal]",
+    "notify": "[notify]",
+    "calendar": "[calendar]",
 }
 
 

@@ -1,7 +1,8 @@
 """Where secrets live: environment variables first, then the OS keyring or an opt-in file.
 
 The keyring holds one entry per account (service ``esimctl``, username = account name,
-password = a JSON object of the provider's fields). Every keyring call runs in a worker
+password = a JSON object of the provider's fields), and one per notification target (username
+``notify:NAME``, ``{"url": ...}``). Every keyring call runs in a worker
 thread bounded by a timeout, because a locked or absent D-Bus keyring can hang a cron job.
 Secrets never reach output, logs or exceptions: messages name fields, never values.
 """
@@ -12,7 +13,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +26,9 @@ T = TypeVar("T")
 
 
 def env_var(account: str, field: str) -> str:
-    return "ESIMCTL_" + re.sub(r"[^A-Za-z0-9]", "_", account).upper() + "_" + field
+    """``ESIMCTL_<ACCOUNT>_<FIELD>``; an entry ``notify:home``'s ``url`` is
+    ``ESIMCTL_NOTIFY_HOME_URL``."""
+    return "ESIMCTL_" + re.sub(r"[^A-Za-z0-9]", "_", account).upper() + "_" + field.upper()
 
 
 class KeyringUnavailable(Exception):
@@ -130,7 +133,9 @@ class FileStore:
         self.directory = directory
 
     def path(self, account: str) -> Path:
-        return self.directory / f"{account}.json"
+        # ':' (of ``notify:NAME``) is not allowed in a Windows file name; '@' is in no
+        # account's name, so the two never meet.
+        return self.directory / f"{account.replace(':', '@')}.json"
 
     def get(self, account: str) -> dict[str, str] | None:
         p = self.path(account)
@@ -164,6 +169,18 @@ class FileStore:
 class FieldSource:
     field: str
     source: str  # "env ESIMCTL_X_Y", "keyring (...)", "file ...", or "missing"
+
+
+@dataclass(frozen=True)
+class Found:
+    """One secret field, as ``Credentials.find`` found it."""
+
+    value: str | None = field(repr=False)
+    #: ``env``, ``keyring``, ``file``, ``missing``, or ``unavailable`` (a store that could
+    #: not be read, and no other held it).
+    source: str
+    #: The store's ``where``, why no store could be read, or (env, missing) the variable.
+    detail: str
 
 
 class Credentials:
@@ -208,6 +225,26 @@ class Credentials:
                 provider=provider,
             )
         return out
+
+    def find(self, user: str, name: str, stores: Sequence[str] = ("keyring",)) -> Found:
+        """One field of an entry that is not an account's (a notification target's URL):
+        its variable ``env_var(user, name)``, else the first of ``stores`` that holds it."""
+        var = env_var(user, name)
+        if self.environ.get(var):
+            return Found(self.environ[var], "env", var)
+        problem = None
+        for store in stores:
+            target = self.store_for(store)
+            try:
+                value = (target.get(user) or {}).get(name)
+            except (KeyringUnavailable, CredentialsError) as exc:
+                problem = problem or f"{target.kind}: {exc}"
+                continue
+            if value:
+                return Found(value, target.kind, target.where(user))
+        if problem:
+            return Found(None, "unavailable", problem)
+        return Found(None, "missing", var)
 
     def sources(
         self, account: str, fields: Sequence[str], store: str = "keyring"

@@ -287,10 +287,33 @@ def _m003_provider_journal(db: sqlite3.Connection) -> None:
     )
 
 
+def _m004_notify(db: sqlite3.Connection) -> None:
+    # Notifications (notify/state.py): conditions seen, since when; what was sent to whom.
+    _script(
+        db,
+        """
+        CREATE TABLE notify_conditions (
+            key TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL
+        );
+        CREATE INDEX notify_conditions_subject ON notify_conditions(subject);
+        CREATE TABLE notify_sent (
+            key TEXT NOT NULL,
+            target TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            PRIMARY KEY (key, target)
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_manual", _m002_manual),
     ("m003_provider_journal", _m003_provider_journal),
+    ("m004_notify", _m004_notify),
 ]
 
 

@@ -16,6 +16,7 @@ import typer
 from esimctl import __version__
 from esimctl.cli import context
 from esimctl.cli.esim_app import esim_app
+from esimctl.cli.notify_app import notify_app
 from esimctl.cli.options import (
     AccountOpt,
     DryRunOpt,
@@ -60,6 +61,7 @@ account_app = typer.Typer(
 )
 app.add_typer(account_app, name="account")
 app.add_typer(esim_app, name="esim")
+app.add_typer(notify_app, name="notify")
 
 
 VERSION_LINE = f"esimctl {__version__}\n"
@@ -113,6 +115,10 @@ def status(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 8 when anything needs attention.")
     ] = False,
+    notify: Annotated[
+        bool,
+        typer.Option("--notify", help="Send what needs attention to the notification targets."),
+    ] = False,
     account: AccountOpt = None,
     json_: JsonOpt = False,
     jsonl: JsonlOpt = False,
@@ -125,7 +131,7 @@ def status(
     from esimctl.cli.commands.status import StatusOptions, run_status
 
     env = context.begin("status", json=json_)
-    opts = StatusOptions(tuple(esims or ()), tuple(account or ()), refresh, check)
+    opts = StatusOptions(tuple(esims or ()), tuple(account or ()), refresh, check, notify)
     _done(env, finish(env, run_status(opts, env), json=json_, jsonl=jsonl))
 
 
@@ -227,6 +233,13 @@ def renew(
             help="Accept an order charged beyond a limit; renew --auto buys for it again.",
         ),
     ] = None,
+    notify: Annotated[
+        bool | None,
+        typer.Option(
+            "--notify/--no-notify",
+            help="--auto: tell the notification targets (the default when any is configured).",
+        ),
+    ] = None,
     account: AccountOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     json_: JsonOpt = False,
@@ -259,6 +272,7 @@ def renew(
         order_number=order_number,
         again=again,
         accept_charge=accept_charge,
+        notify=notify,
     )
     _done(env, finish(env, run_renew(opts, env), json=json_))
 
@@ -287,6 +301,28 @@ def history(
     env = context.begin("history", json=json_)
     opts = HistoryOptions(esim, tuple(account or ()), since, limit, local)
     _done(env, finish(env, run_history(opts, env), json=json_, jsonl=jsonl))
+
+
+@app.command()
+def calendar(
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write this .ics file (atomically); else stdout."
+        ),
+    ] = None,
+    account: AccountOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Expiries, install deadlines and forecast run-outs as an iCalendar file, with alarms.
+
+    Examples: esimctl calendar -o ~/Sync/esims.ics · esimctl calendar > esims.ics
+    """
+    from esimctl.cli.commands.calendar import CalendarOptions, finish_calendar, run_calendar
+
+    env = context.begin("calendar", json=json_)
+    opts = CalendarOptions(output, tuple(account or ()))
+    _done(env, finish_calendar(env, run_calendar(opts, env), json=json_))
 
 
 @account_app.command("add")

@@ -55,7 +55,7 @@ from esimctl.purchasing import book, pipeline
 from esimctl.purchasing.limits import Budget, Limits, Planned, check_limits
 from esimctl.rules import RENEWABLE, RenewalRules, Rule
 from esimctl.serialize import money_json, order_json
-from esimctl.service import fan_out, fetch_esims, forecast_of, select_accounts
+from esimctl.service import attention_for, fan_out, fetch_esims, forecast_of, select_accounts
 
 from .common import Result, confirm
 from .renew_common import RenewOptions
@@ -142,7 +142,13 @@ def run_auto(opts: RenewOptions, env: Env) -> Result:
                 run.verify(timeout)
     except KeyboardInterrupt:
         run.interrupted()
-    return run.result()
+    result = run.result()
+    if not opts.dry_run and opts.notify is not False:
+        report = run.notify()
+        if report is not None:
+            result.data["notifications"] = report.to_json()
+            result.notes.extend(report.notes())
+    return result
 
 
 @dataclass
@@ -415,6 +421,49 @@ class AutoRun:
             return
         with self.env.err.status(f"waiting for the provider to show {n} top-up(s)…"):
             yield
+
+    # -- telling the user -------------------------------------------------------------------------
+
+    def notify(self) -> Any:
+        """Send this run's news (after everything was bought: a target never delays a
+        purchase). Failures are reported, never an error of the run."""
+        from esimctl.notify import run as notify_run
+
+        env = self.env
+        cfg = env.config.attention()
+        esims = [d.esim for d in self.decisions]
+        pending = env.orders.open_since(esims)
+        rows = []
+        for e in esims:
+            f = forecast_of(env, e)
+            key = (e.account, e.iccid)
+            reasons = attention_for(e, cfg, self.now, pending_since=pending.get(key), forecast=f)
+            rows.append((e, reasons, f))
+        by_key = {(e.account, e.iccid): e for e in esims}
+        events = []
+        for event, row in self.earlier:
+            if event == "applied":
+                seen = by_key.get((row.account, row.iccid or ""))
+                events.append(notify_run.order_event(env, "topup_applied", row, seen))
+        for d in self.decisions:
+            if d.action == "bought" and d.order is not None:
+                events.append(notify_run.order_event(env, "topup_bought", d.order, d.esim))
+                if d.applied:
+                    events.append(notify_run.order_event(env, "topup_applied", d.order, d.esim))
+            elif d.action == "refused":
+                events.append(notify_run.refused_event(env, d.esim, d.reason))
+        try:
+            return notify_run.notify(
+                env,
+                rows=rows,
+                pending=pending,
+                errors=self.errors,
+                accounts=[a.name for a in self.accounts],
+                events=events,
+                subjects=[f"auto:{e.account}/{e.iccid}" for e in esims],
+            )
+        except EsimctlError as exc:  # the ledger, say: never the run's failure
+            return notify_run.Report(skipped=exc.message)
 
     # -- the result ----------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ class RenewOptions:
     order_number: str | None = None
     again: bool = False
     accept_charge: str | None = None
+    #: ``renew --auto``: tell the notification targets; None: yes when any is configured.
+    notify: bool | None = None
 
 
 def pick_plan(plans: list[Plan], wanted: str) -> Plan:

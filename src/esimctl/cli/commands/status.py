@@ -27,6 +27,8 @@ class StatusOptions:
     accounts: tuple[str, ...] = ()
     refresh: bool = False
     check: bool = False
+    #: Send what needs attention to the notification targets (docs/notifications.md).
+    notify: bool = False
 
 
 #: What ``--check`` reports (exit 8): what the user can still act on. An expired eSIM is
@@ -102,6 +104,23 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
         for e, reasons in rows
         if Attention.TOPUP_OVERDUE in reasons
     )
+    if opts.notify:
+        from esimctl.notify.run import notify
+
+        report = notify(
+            env,
+            # Stale figures are old news: neither sent again nor taken as cleared.
+            rows=[
+                (e, reasons, forecasts[(e.account, e.iccid)])
+                for e, reasons in rows
+                if e.account not in fetched.stale
+            ],
+            pending=pending,
+            errors=fetched.errors,
+            accounts=[a.name for a in accounts],
+        )
+        result.data["notifications"] = report.to_json()
+        result.notes.extend(report.notes())
     return result
 
 
