@@ -21,6 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.suites import QUICK, SUITES, BenchmarkError, Figure, as_json
+from benchmarks.world import installed_versions
+
+
+def _versions(installed: dict[str, str | None]) -> str:
+    return ", ".join(f"{k} {v or '(not installed)'}" for k, v in installed.items())
 
 
 def _table(rows: list[Figure]) -> str:
@@ -58,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown suite(s): {', '.join(unknown)}")
     started = time.perf_counter()
+    installed = installed_versions()
     print(
         f"esimctl benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}",
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}\n"
+        f"installed: {_versions(installed)}",
         file=sys.stderr,
     )
     rows: list[Figure] = []
@@ -73,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {name}: {exc}", file=sys.stderr)
             return 2
         print(f"  {name}: {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+    print(f"measured with Python {platform.python_version()}; {_versions(installed)}\n")
     print(_table(rows))
     print(f"\ntotal {time.perf_counter() - started:.0f} s", file=sys.stderr)
     if args.json:
-        args.json.write_text(as_json(rows) + "\n", encoding="utf-8")
+        args.json.write_text(as_json(rows, installed) + "\n", encoding="utf-8")
     return 0 if all(r.passed is not False for r in rows) else 1
 
 

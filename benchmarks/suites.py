@@ -70,7 +70,10 @@ STATUS_REFRESH = ["status", "--json", "--refresh"]
 # -- 1. start-up ----------------------------------------------------------------------------
 
 
-FORBIDDEN = ("httpx", "keyring")
+#: Never imported by a command that needs no network: the HTTP stack and the keyring, pydantic
+#: (Typer 0.29+ imports it to check options: docs/performance.md), and the libraries of
+#: notifications and calendars (imported by those commands alone).
+FORBIDDEN = ("httpx", "keyring", "pydantic", "apprise", "icalendar")
 
 
 def imported_modules(argv_tail: Sequence[str], env: dict[str, str]) -> set[str]:
@@ -87,21 +90,28 @@ def imported_modules(argv_tail: Sequence[str], env: dict[str, str]) -> set[str]:
 
 def startup(runs: int = 21) -> list[Figure]:
     esimctl = esimctl_argv()
+    demo = [*esimctl, "--demo", "status"]
     with world(10) as w:
         _check(run(esimctl + STATUS_REFRESH, w.env), esims=40)
         w.stop()  # from here on nothing answers: status must come from the cache
+        # The README's first command, the first time: makes the demo profile and its past.
+        first_demo = _check(run(demo, w.env))
+        demo_esims = len([line for line in first_demo.stdout.splitlines() if line.strip()])
         samples = interleaved(
             {
                 "typer": [sys.executable, "-c", "import typer"],
                 "version": [*esimctl, "--version"],
                 "help": [*esimctl, "--help"],
                 "status": [*esimctl, "status"],
+                "demo": demo,
             },
             w.env,
             runs,
         )
         for r in samples["status"].runs:
             _check(r, esims=40)
+        for r in samples["demo"].runs:
+            _check(r, esims=demo_esims)
         offenders = {}
         for tail in (["--version"], ["--help"], ["status"], ["status", "--json"]):
             found = imported_modules(tail, w.env) & set(FORBIDDEN)
@@ -118,15 +128,17 @@ def startup(runs: int = 21) -> list[Figure]:
             _ms(base),
             None,
             None,
-            f"median of {runs}",
+            f"median of {runs}; CPU {_ms(samples['typer'].median_cpu)}",
         )
     ]
     for key, label, limit in (
         ("version", "start-up: esimctl --version", 1.3),
         ("help", "start-up: esimctl --help", 1.3),
         ("status", "start-up: esimctl status (fresh cache, 40 eSIMs)", 2.0),
+        ("demo", "start-up: esimctl --demo status (run again)", 2.0),
     ):
         ratio = samples[key].median / base
+        cpu = samples[key].median_cpu
         rows.append(
             Figure(
                 label,
@@ -134,12 +146,23 @@ def startup(runs: int = 21) -> list[Figure]:
                 _ms(samples[key].median),
                 ratio,
                 ratio <= limit,
-                f"median of {runs}",
+                f"median of {runs}; CPU {_ms(cpu)}, "
+                f"{cpu / samples['typer'].median_cpu:.2f}x typer's",
             )
         )
     rows.append(
         Figure(
-            "start-up: httpx/keyring imported without network",
+            "start-up: esimctl --demo status, the first time",
+            "(informational)",
+            _ms(first_demo.seconds),
+            first_demo.seconds / base,
+            None,
+            "one run: makes the demo profile (its state and three days of readings)",
+        )
+    )
+    rows.append(
+        Figure(
+            "start-up: httpx, keyring, pydantic, apprise, icalendar imported without network",
             "none",
             "; ".join(f"{k}: {', '.join(v)}" for k, v in offenders.items()) or "none",
             None,
@@ -178,6 +201,11 @@ def fanout_lower_bound(per_account: int, latency: float) -> tuple[float, str]:
     return bounds[worst], worst
 
 
+#: How far above the lower bound the fan-out may be (and so how far below the ceiling the
+#: speed-up over one request at a time).
+FANOUT_SLACK = 1.5
+
+
 def fanout(per_account: int = 10, latency: float = 0.1, runs: int = 3) -> list[Figure]:
     esims = 4 * per_account
     with world(per_account, latency=latency, enforce=True) as w:
@@ -197,24 +225,29 @@ def fanout(per_account: int = 10, latency: float = 0.1, runs: int = 3) -> list[F
     bound, by = fanout_lower_bound(per_account, latency)
     ratio = fast / bound
     speedup = slow / fast
+    # No client can answer faster than the lower bound, so none can be more than this much
+    # faster than one request at a time: the documented limits (Airalo's 5 usage calls a
+    # second, eSIM Go's 10) set it, not esimctl. Within 1.5x of the bound is within 1.5x of it.
     ceiling = slow / bound
+    floor = ceiling / FANOUT_SLACK
     return [
         Figure(
             f"fan-out: status --refresh, {esims} eSIMs in 4 accounts, {latency * 1000:.0f} ms",
-            "<= 1.5x lower bound",
+            f"<= {FANOUT_SLACK}x lower bound",
             f"{fast:.2f} s (bound {bound:.2f} s, {by})",
             ratio,
-            ratio <= 1.5,
+            ratio <= FANOUT_SLACK,
             f"median of {runs}; wall time of the whole command, start-up included; "
             f"{limited} answers 429",
         ),
         Figure(
             "fan-out: speed-up over one request at a time",
-            ">= 10x",
+            f">= ceiling / {FANOUT_SLACK} = {floor:.1f}x (ceiling {ceiling:.1f}x)",
             f"{speedup:.1f}x ({slow:.2f} s one at a time)",
-            speedup / 10,
-            speedup >= 10,
-            f"ceiling {ceiling:.1f}x: one-at-a-time time / lower bound (no client can beat it)",
+            speedup / ceiling,
+            speedup >= floor,
+            f"ceiling {ceiling:.1f}x = one-at-a-time time / lower bound (no client can beat it); "
+            "ratio: the share of the ceiling reached",
         ),
     ]
 
@@ -449,5 +482,6 @@ QUICK: dict[str, dict[str, object]] = {
 }
 
 
-def as_json(rows: Sequence[Figure]) -> str:
-    return json.dumps([r.__dict__ for r in rows], indent=2)
+def as_json(rows: Sequence[Figure], installed: dict[str, str | None]) -> str:
+    """The rows, each with the versions installed when it was measured."""
+    return json.dumps([{**r.__dict__, "installed": installed} for r in rows], indent=2)

@@ -200,6 +200,28 @@ def world(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: The installed distributions whose versions decide the figures: Typer (its start-up, and
+#: from 0.29 pydantic's), the HTTP stack and Rich. Recorded with every result.
+MEASURED_PACKAGES = ("esimctl", "typer", "pydantic", "httpx", "httpcore", "sniffio", "rich")
+
+
+def installed_versions() -> dict[str, str | None]:
+    """Versions of ``MEASURED_PACKAGES`` installed beside this Python (None: not installed).
+
+    The children run this same Python (or the ``esimctl`` script beside it), so this is
+    the install they measure.
+    """
+    from importlib import metadata
+
+    found: dict[str, str | None] = {}
+    for name in MEASURED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def child_env(home: Path | None) -> dict[str, str]:
     """The environment of a child: no ESIMCTL_* of the caller, no colour, a fixed width."""
     env = {
@@ -278,6 +300,11 @@ class Sample:
     @property
     def median(self) -> float:
         return statistics.median(r.seconds for r in self.runs)
+
+    @property
+    def median_cpu(self) -> float:
+        """Median CPU time (user + system): less moved than wall time by a busy machine."""
+        return statistics.median(r.cpu for r in self.runs)
 
 
 def repeat(argv: Sequence[str], env: dict[str, str], times: int) -> Sample:

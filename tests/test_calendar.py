@@ -35,6 +35,9 @@ EUROPE = "8944500000000000026"
 USA = "8901200000000000034"
 BANGKOK = "8966000000000000042"
 SEOUL = "8982000000000000059"  # expired three days before NOW
+TBILISI = "8999500000000000067"  # a day pass with days left (issue 18)
+#: The demo's events at NOW: five, and Tbilisi's expiry since the demo carries a day pass.
+N_EVENTS = 6
 
 #: The demo's deadlines, as laid out from NOW (providers/demo.py).
 EXPIRES = {
@@ -42,6 +45,7 @@ EXPIRES = {
     EUROPE: NOW + timedelta(days=6, hours=3),
     USA: NOW + timedelta(days=180),
     BANGKOK: NOW + timedelta(days=18, hours=5),
+    TBILISI: NOW + timedelta(days=8, hours=3),
 }
 
 
@@ -68,7 +72,7 @@ def events(path_or_text: Path | str) -> dict[str, icalendar.Event]:
 def by_kind(evs: dict[str, icalendar.Event]) -> dict[tuple[str, str], icalendar.Event]:
     """Events by (ICCID, kind), found by their documented UIDs."""
     out = {}
-    for iccid in (TOKYO, EUROPE, USA, BANGKOK, SEOUL):
+    for iccid in (TOKYO, EUROPE, USA, BANGKOK, SEOUL, TBILISI):
         for kind in ("expiry", "install_by", "runs_out"):
             uid = uid_for("demo", iccid, kind)
             if uid in evs:
@@ -82,7 +86,7 @@ def by_kind(evs: dict[str, icalendar.Event]) -> dict[tuple[str, str], icalendar.
 def test_one_event_per_deadline_expired_left_out(cli: Any, tmp_path: Path) -> None:
     out = tmp_path / "esims.ics"
     r = write_calendar(cli, out)
-    assert r.stdout.strip() == f"wrote 5 events to {out} (alarms 1 d before)"
+    assert r.stdout.strip() == f"wrote {N_EVENTS} events to {out} (alarms 1 d before)"
     found = by_kind(events(out))
     assert sorted(found) == sorted(
         [
@@ -91,9 +95,10 @@ def test_one_event_per_deadline_expired_left_out(cli: Any, tmp_path: Path) -> No
             (EUROPE, "expiry"),
             (USA, "install_by"),  # not installed yet
             (BANGKOK, "expiry"),  # outlasts its expiry: no run-out event
+            (TBILISI, "expiry"),  # a day pass: no run-out event, ever
         ]
     )
-    assert len(events(out)) == 5  # and nothing else (Seoul expired three days ago)
+    assert len(events(out)) == N_EVENTS  # and nothing else (Seoul expired three days ago)
     for (iccid, kind), ev in found.items():
         if kind != "runs_out":
             assert ev.decoded("DTSTART") == EXPIRES[iccid]
@@ -173,7 +178,7 @@ def test_a_second_independent_reader_sees_the_same_events(cli: Any, tmp_path: Pa
         assert ev.valarm.trigger.value == -timedelta(days=1)
         assert ev.valarm.action.value == "DISPLAY"
     # One event per UID, each UID different (per eSIM and per kind).
-    assert len(theirs) == len(cal.vevent_list) == 5
+    assert len(theirs) == len(cal.vevent_list) == N_EVENTS
 
 
 def test_times_are_utc_in_the_file(cli: Any, tmp_path: Path) -> None:
@@ -182,7 +187,7 @@ def test_times_are_utc_in_the_file(cli: Any, tmp_path: Path) -> None:
     text = out.read_bytes().decode("utf-8")  # as it is: CRLF line ends
     assert "TZID" not in text and "VTIMEZONE" not in text
     stamps = re.findall(r"^(DTSTART|DTEND|DTSTAMP|LAST-MODIFIED|CREATED):(.*)\r$", text, re.M)
-    assert len(stamps) == 5 * 5
+    assert len(stamps) == 5 * N_EVENTS
     assert all(re.fullmatch(r"\d{8}T\d{6}Z", value) for _, value in stamps), stamps
     assert text.startswith("BEGIN:VCALENDAR\r\n") and text.endswith("END:VCALENDAR\r\n")
 
@@ -289,7 +294,7 @@ def test_without_a_file_the_calendar_goes_to_stdout(
     r = cli("--demo", "calendar", env=AT)
     assert r.exit_code == 0, r
     assert r.stdout.startswith("BEGIN:VCALENDAR\r\n")
-    assert len(events(r.stdout)) == 5
+    assert len(events(r.stdout)) == N_EVENTS
     assert list(cwd.iterdir()) == []
     dash = cli("--demo", "calendar", "-o", "-", env=AT)
     assert dash.stdout == r.stdout
@@ -315,7 +320,7 @@ def test_json_gives_the_events_as_data(cli: Any, tmp_path: Path) -> None:
         "sequence": 0,
     }
     starts = [e["start"] for e in data["events"]]
-    assert starts == sorted(starts) and len(starts) == 5
+    assert starts == sorted(starts) and len(starts) == N_EVENTS
     out = tmp_path / "esims.ics"
     written = cli("--demo", "calendar", "-o", str(out), "--json", env=AT).json["data"]
     assert written["file"] == str(out)
@@ -325,7 +330,7 @@ def test_json_gives_the_events_as_data(cli: Any, tmp_path: Path) -> None:
 def test_account_selects_and_an_unknown_one_is_refused(cli: Any) -> None:
     assert (
         len(cli("--demo", "calendar", "--account", "demo", "--json", env=AT).json["data"]["events"])
-        == 5
+        == N_EVENTS
     )
     r = cli("--demo", "calendar", "--account", "nope", env=AT)
     assert r.exit_code == 2, r
@@ -356,7 +361,7 @@ def test_a_symlink_stays_a_link_to_the_new_calendar(cli: Any, tmp_path: Path) ->
     link.symlink_to(synced / "esims.ics")
     write_calendar(cli, link)
     assert link.is_symlink()
-    assert len(events(synced / "esims.ics")) == 5
+    assert len(events(synced / "esims.ics")) == N_EVENTS
 
 
 @pytest.mark.parametrize("where", ["parent-is-a-file", "a-directory"])

@@ -74,7 +74,9 @@ def test_plans_table_shows_price_per_gb_and_day(cli):
     r = cli("--demo", "plans", "Tokyo", tty=True, env={"NO_COLOR": "1"})
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("jp-10gb-30d"))
     assert "22.00 USD" in line and "2.20 USD" in line and "0.73 USD" in line
-    assert "adds to current" in line
+    # The same for every top-up: a footnote, not a column repeated on every row.
+    assert "adds to current" not in line
+    assert r.stdout.splitlines()[-1] == "all of these: adds to current"
 
 
 @pytest.mark.parametrize(

@@ -137,15 +137,22 @@ def test_esimctl_demo_variable_is_the_same_as_the_flag(cli):
     assert cli("status", "--json", env={"ESIMCTL_DEMO": "0"}).json["data"]["esims"] == []
 
 
-def test_a_narrow_terminal_drops_columns_instead_of_cutting_words(cli):
+def test_a_narrow_terminal_gives_way_by_priority_instead_of_cutting_words(cli):
     r = cli("--demo", "status", tty=True, env={"NO_COLOR": "1", "COLUMNS": "80"})
     assert r.exit_code == 0, r
     lines = r.stdout.splitlines()
     assert all(len(ln) <= 80 for ln in lines)
-    header = lines[0]
-    assert "ATTENTION" in header and "STATE" in header  # what needs doing stays
-    assert "PLAN" not in header  # the first to go
-    assert "✓ active" in r.stdout and "○ not active" in r.stdout and "✗ expired" in r.stdout
-    assert "expiring soon" in r.stdout
+    header = lines[0].split()
+    # What matters stays at 80: the plan (shortened), the figures, the expiry, the forecast.
+    assert header == ["LABEL", "PLAN", "DATA", "LEFT", "EXPIRES", "RUNS", "OUT"]
+    tokyo = next(ln for ln in lines if "Tokyo" in ln)
+    assert tokyo.startswith("✓ Tokyo") and "307 MB / 3 GB" in tokyo and "Japan 3 GB" in tokyo
+    # The attention, on a line of its own under its eSIM, whole.
+    below = lines[lines.index(tokyo) + 1]
+    assert below.strip() == "! low data, expiring soon, runs out soon"
+    # The state as a mark before the label, with a legend under the table.
+    assert "○ USA" in r.stdout and "✗ Seoul" in r.stdout
+    assert "✓ active · ○ not active · ✗ expired" in lines[-1]
     wide = cli("--demo", "status", tty=True, env={"NO_COLOR": "1", "COLUMNS": "200"})
     assert "PLAN" in wide.stdout.splitlines()[0] and "AS OF" in wide.stdout
+    assert "✓ active" in wide.stdout and "expiring soon" in wide.stdout

@@ -16,7 +16,7 @@ ATTENTION_KEYS = (
 )
 TABLES = (
     'tables: [accounts.NAME], [esims."ICCID"], [attention], [network], [renewal], [notify], '
-    "[calendar]"
+    "[calendar], [rates]"
 )
 
 Configure = Callable[[str], Path]
@@ -387,3 +387,15 @@ def test_renewal_table_names_keep_their_spelling_in_need_keys(tmp_path):
         'renewal.esims."my sim"',
         "renewal.esims.Tokyo",
     ]
+
+
+def test_rates_are_checked(cli, configure):
+    said = refused(cli, configure, '[rates]\nEURO = "1.08 USD"\n')
+    assert said == (
+        "[rates] EURO: not a currency code; name each rate by a 3-letter code, like "
+        'EUR = "1.08 USD"'
+    )
+    said = refused(cli, configure, '[rates]\nEUR = "0 USD"\n')
+    assert said.startswith("[rates] EUR: expected what one unit is worth in the common currency")
+    said = refused(cli, configure, '[rates]\nEUR = "1.08 USD"\nCNY = "0.9 GBP"\n')
+    assert said == "[rates] every rate must be in one common currency (found GBP, USD)"

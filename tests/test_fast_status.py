@@ -22,7 +22,11 @@ from esimctl.providers.kit.http import WINDOW_MARGIN, Throttle, acquire_all
 from fakes.esimgo import DEFAULT_KEY, FakeEsimGo
 
 ENV = {"ESIMCTL_TRIP_API_KEY": DEFAULT_KEY, "ESIMCTL_WORK_API_KEY": DEFAULT_KEY}
-NETWORK_MODULES = ("httpx", "keyring")
+# Never imported by a command that needs no network: the HTTP stack and the keyring; pydantic,
+# which Typer 0.29+ imports to build an adapter per option on every run (what `pip install .`
+# resolves is what CI tests: docs/performance.md); and the libraries of notifications and
+# calendars, imported by those commands alone.
+NETWORK_MODULES = ("httpx", "keyring", "pydantic", "apprise", "icalendar")
 
 # A child esimctl that reports which of NETWORK_MODULES it imported, on stderr's last line.
 PROBE = """
@@ -85,16 +89,57 @@ def age_cache(home: Path, account: str | None = None) -> None:
     db.close()
 
 
-# -- commands that need no network import neither httpx nor keyring -------------------------
+# -- commands that need no network import none of NETWORK_MODULES ---------------------------
 
 
 @pytest.mark.parametrize(
-    "args", [("--version",), ("--help",), ("status", "--help"), ("--demo", "status")]
+    "args",
+    [
+        ("--version",),
+        ("--help",),
+        ("status", "--help"),
+        ("--demo", "status"),
+        ("--demo", "status", "--json"),
+    ],
 )
 def test_commands_without_network_import_no_http_or_keyring(args: tuple[str, ...]) -> None:
     report, out = probe(*args)
     assert report == {"code": 0, "loaded": []}
     assert out.strip()
+
+
+def test_demo_status_run_again_imports_nothing_more() -> None:
+    """The second ``--demo status`` answers from the cache; neither run imports any of
+    NETWORK_MODULES (the first makes the demo profile)."""
+    for _ in range(2):
+        report, out = probe("--demo", "status", "--json")
+        assert report == {"code": 0, "loaded": []}
+        assert json.loads(out)["data"]["esims"]
+
+
+def test_demo_status_is_cached_and_a_renew_drops_the_cache(cli: Any, home: Path) -> None:
+    """The demo keeps its figures for its ``usage_ttl`` like a seller, and a purchase makes
+    the next ``status`` ask again: the top-up shows at once."""
+    mb = 1024**2
+
+    def tokyo(*args: str) -> int:
+        r = cli("--demo", "status", "Tokyo", "--json", *args)
+        assert r.exit_code == 0, r
+        return int(r.json["data"]["esims"][0]["data_remaining_bytes"])
+
+    before = tokyo()
+    state_file = home / "cache" / "demo-profile" / "state" / "accounts" / "demo" / "demo-state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    next(s for s in state["esims"] if s["label"] == "Tokyo")["remaining"] -= 100 * mb
+    state_file.write_text(json.dumps(state), encoding="utf-8")  # the seller's figure moves
+    assert tokyo() == before  # within usage_ttl: the cached figure
+    bought = cli("--demo", "renew", "Tokyo", "--plan", "jp-1gb-3d", "--yes", "--json")
+    assert bought.exit_code == 0, bought
+    # Asked again after the purchase: the seller's figure, plus the 1 GB top-up (less at most
+    # an hour of the demo's use, should an hour turn meanwhile).
+    gained = tokyo() - before
+    assert 1024 * mb - 100 * mb - 450 * mb // 24 <= gained <= 1024 * mb - 100 * mb
+    assert tokyo("--refresh") == tokyo()
 
 
 def test_status_from_a_fresh_cache_needs_no_network_and_no_keyring(

@@ -334,7 +334,8 @@ def test_ea_day_pass_price_is_read_again_before_buying(
     async def main() -> None:
         async with _ea_provider(ea_fake, tmp_path) as p:
             esim = await p.get_esim(JAPAN_UNL)
-            plan = next(x for x in await p.topups(esim) if x.id == "TOPUP_JPD01:7d")
+            day = next(x for x in await p.topups(esim) if x.id == "TOPUP_JPD01")
+            plan = day.for_days(7)  # a day pass is listed per day (issue 18)
             assert plan.price == Money(Decimal("10.50"), "USD")
             ea_fake.price_override = {"TOPUP_JPD01": "1.60"}  # was 1.50 a day
             with pytest.raises(LimitRefused, match="more than"):

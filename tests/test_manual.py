@@ -386,6 +386,13 @@ def test_seller_plans_are_listed_with_price_per_gb_and_per_day(card):
         "price": {"amount": "45.00", "currency": "CNY"},
         "countries": ["JP"],
         "stacking": "stacks",
+        # the shape of a plan (issue 18): a seller's plan is a total, never a day pass
+        "per_day": False,
+        "days": None,
+        "daily_allowance_bytes": None,
+        "after_allowance": None,
+        "reduced_speed": None,
+        "fair_usage": None,
     }
     assert (
         plan_add(card, "jp-3gb-7d", "--data", "1GB", "--days", "1", "--price", "1CNY").exit_code

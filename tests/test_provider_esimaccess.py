@@ -208,7 +208,7 @@ def test_documented_packages_and_odd_ones():
     # multi-country plans list every country
     multi = {**DOC_PACKAGE_ES, "location": "MX,US,CA", "locationCode": "NA-3"}
     assert ea.parse_plans(multi, account="trip", kind="new")[0].countries == ("MX", "US", "CA")
-    # a daily-unlimited day pass: unlimited, sold per day in several lengths
+    # a daily-unlimited day pass: unlimited, priced per day, bought for N days (issue 18)
     unl = {
         **DOC_PACKAGE_ES,
         "packageCode": "JPU01",
@@ -217,10 +217,12 @@ def test_documented_packages_and_odd_ones():
         "duration": 1,
         "price": 39000,
     }
-    plans = ea.parse_plans(unl, account="trip", kind="topup")
-    assert [p.id for p in plans] == ["JPU01:1d", "JPU01:7d", "JPU01:30d"]
-    assert all(p.unlimited and p.data_bytes is None for p in plans)
-    assert plans[1].price == Money(Decimal("27.3"), "USD") and plans[1].validity_days == 7
+    (day,) = ea.parse_plans(unl, account="trip", kind="topup")
+    assert day.id == "JPU01" and day.per_day and day.days is None
+    assert day.unlimited and day.data_bytes is None and day.price == Money(Decimal("3.9"), "USD")
+    week = day.for_days(7)
+    assert week.id == "JPU01:7d" and week.days == 7 and week.validity_days == 7
+    assert week.price == Money(Decimal("27.3"), "USD")
     assert ea.split_plan_id("JPU01:7d") == ("JPU01", 7)
     assert ea.split_plan_id("TOPUP_CKH002") == ("TOPUP_CKH002", None)
 
@@ -505,10 +507,11 @@ def test_plans_for_an_esim_are_its_topups(ea_cli, fake):
     assert asked["esimTranNo"] == fake.esim(SPAIN)["esimTranNo"]
 
 
-def test_day_passes_are_sold_in_lengths(ea_cli):
+def test_day_passes_are_sold_per_day(ea_cli):
     plans = {p["id"]: p for p in ea_cli("plans", JAPAN_UNL, "--json").json["data"]["plans"]}
-    assert plans["TOPUP_JPD01:7d"]["price"] == {"amount": "10.50", "currency": "USD"}
-    assert plans["TOPUP_JPD01:7d"]["validity_days"] == 7
+    day = plans["TOPUP_JPD01"]  # one plan priced per day, bought for N days (issue 18)
+    assert day["price"] == {"amount": "1.50", "currency": "USD"}
+    assert day["per_day"] is True and day["validity_days"] == 1 and day["days"] is None
 
 
 def test_plans_for_a_country(ea_cli):
@@ -518,7 +521,8 @@ def test_plans_for_a_country(ea_cli):
     assert set(plans) == {"CKH002", "CKH003", "EU42_10"}  # the regional plan covers Spain
     assert all(p["kind"] == "new" for p in plans.values())
     jp = {p["id"]: p for p in ea_cli("plans", "--country", "JP", "--json").json["data"]["plans"]}
-    assert jp["JPU01:1d"]["unlimited"] is True and jp["JPU01:1d"]["data_bytes"] is None
+    assert jp["JPU01"]["unlimited"] is True and jp["JPU01"]["data_bytes"] is None
+    assert jp["JPU01"]["per_day"] is True
 
 
 def test_renew_buys_once_and_status_shows_it(ea_cli, fake):

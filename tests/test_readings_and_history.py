@@ -285,7 +285,7 @@ def test_history_marks_orders_of_a_removed_account(two_accounts):
     # A pipe keeps its columns: the account's name alone.
     rows = [line.split("\t") for line in ok(history(cli)).stdout.splitlines()]
     assert sorted(row[1] for row in rows) == ["jp-card", "kr-card"]
-    assert all(len(row) == 8 for row in rows)
+    assert all(len(row) == 9 for row in rows)  # the eight of before, and the label last
 
 
 def test_history_account_finds_a_removed_account(two_accounts):

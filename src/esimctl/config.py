@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from esimctl import config_schema, parsing
 from esimctl.errors import ConfigError, InvalidInput, NotFound
+from esimctl.models import Money
 from esimctl.paths import atomic_write
 
 #: Keys in an account table that look like secrets; refusing them keeps secrets out of config.
@@ -188,6 +189,11 @@ class Config:
             return cls(path, {})
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        return cls.from_text(path, text)
+
+    @classmethod
+    def from_text(cls, path: Path, text: bytes) -> Config:
+        """The config in ``text``, checked as if read from ``path`` (``config edit``)."""
         try:
             raw = tomllib.loads(text.decode("utf-8"))
         except UnicodeDecodeError as exc:
@@ -222,6 +228,7 @@ class Config:
         self.network()  # validates [network]
         self.notify()  # validates [notify] and [notify.targets.NAME]
         self.calendar()  # validates [calendar]
+        self.rates()  # validates [rates]
         from esimctl import rules
 
         rules.load(self)  # validates [renewal] and [renewal.esims.NAME]
@@ -373,3 +380,26 @@ class Config:
             self.raw.get("calendar", {}), config_schema.CALENDAR, path=self.path, where="calendar"
         )
         return CalendarConfig(alarm_before=values.get("alarm_before", CalendarConfig.alarm_before))
+
+    def rates(self) -> dict[str, Money]:
+        """``[rates]``: currency code -> what one unit is worth in the common currency."""
+        raw = self.raw.get("rates", {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f'{self.path}: [rates] must be a table, like EUR = "1.08 USD"')
+        for code in raw:
+            try:
+                parsing.currency(code)
+            except InvalidInput:
+                raise ConfigError(
+                    f"{self.path}: [rates] {config_schema.toml_key(code)}: not a currency code; "
+                    'name each rate by a 3-letter code, like EUR = "1.08 USD"'
+                ) from None
+        schema = {code: config_schema.RATE for code in raw}
+        values = config_schema.check(raw, schema, path=self.path, where="rates")
+        common = sorted({rate.currency for rate in values.values()})
+        if len(common) > 1:
+            raise ConfigError(
+                f"{self.path}: [rates] every rate must be in one common currency "
+                f"(found {', '.join(common)})"
+            )
+        return {parsing.currency(code): rate for code, rate in values.items()}

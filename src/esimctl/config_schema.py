@@ -438,6 +438,18 @@ CALENDAR = {
     "alarm_before": duration(timedelta(0), timedelta(days=30), span=" up to 30d", like="1d")
 }
 
+
+def _rate(value: Any) -> Any:
+    rate = parsing.money(_string(value))
+    if rate.amount <= 0:
+        raise Mismatch
+    return rate
+
+
+#: ``[rates]``: what one unit of a currency is worth in one common currency (``EUR = "1.08
+#: USD"``), so that ``plans`` compares prices across currencies (it never guesses a rate).
+RATE = Key('what one unit is worth in the common currency, in quotes, like "1.08 USD"', _rate)
+
 #: The tables of config.toml, as the error for an unknown one lists them.
 TABLES = {
     "accounts": "[accounts.NAME]",
@@ -447,6 +459,7 @@ TABLES = {
     "renewal": "[renewal]",
     "notify": "[notify]",
     "calendar": "[calendar]",
+    "rates": "[rates]",
 }
 
 

@@ -94,6 +94,10 @@ class Env:
         self.quiet = quiet
         self.debug = debug
         self.color = color
+        #: Tables: ``auto`` (for a person on a terminal, TSV in a pipe), ``table`` or ``tsv``.
+        self.output = "auto"
+        #: ``--wide``: the full table, never stacked nor fitted to the width.
+        self.wide = False
 
     # -- paths and profile -------------------------------------------------------------------
 
@@ -130,6 +134,43 @@ class Env:
         return self.stdout_tty and self.environ.get("TERM", "") != "dumb"
 
     @property
+    def color_forced(self) -> bool:
+        """Colour asked for whatever the streams are: ``--color always``, ``FORCE_COLOR``."""
+        if self.color != "auto":
+            return self.color == "always"
+        return self.use_color and any(
+            self.environ.get(v, "0") not in ("", "0") for v in ("CLICOLOR_FORCE", "FORCE_COLOR")
+        )
+
+    @property
+    def human_output(self) -> bool:
+        """Tables for a person (fitted to the width, in colour where allowed) rather than
+        TSV: on a terminal, or when asked for (``--table``, ``--wide``, ``--color always``:
+        for ``less -R`` and ``watch``); ``--tsv`` asks for TSV even on a terminal."""
+        if self.output == "tsv":
+            return False
+        if self.output == "table" or self.wide or self.color == "always":
+            return True
+        return self.stdout_tty
+
+    @property
+    def output_width(self) -> int:
+        """The width tables are fitted to: the terminal's (``COLUMNS`` first, as Rich reads
+        it); in a pipe ``COLUMNS`` (``watch`` sets it), else the terminal of stderr or stdin
+        (``esimctl --table status | less -R``), else 80."""
+        if self.stdout_tty:
+            return self.out.width
+        columns = self.environ.get("COLUMNS", "").strip()
+        if columns.isdigit() and int(columns) > 0:
+            return int(columns)
+        for stream in (self.stderr, self.stdin):
+            try:
+                return os.get_terminal_size(stream.fileno()).columns
+            except (AttributeError, OSError, ValueError):
+                continue
+        return 80
+
+    @property
     def show_progress(self) -> bool:
         return self.stderr_tty and not self.quiet and not env_flag(self.environ, "CI")
 
@@ -139,11 +180,14 @@ class Env:
         width = None
         if not tty:
             width = 200
+        # Not a terminal: colour only when asked for (--color always, FORCE_COLOR), e.g. for
+        # less -R; never because stdout happens to be one (`esimctl status 2>log`).
+        colour = self.use_color if tty else self.use_color and self.color_forced
         return Console(
             file=file,
-            force_terminal=self.use_color if tty else False,
-            no_color=not self.use_color,
-            color_system="auto" if self.use_color else None,
+            force_terminal=colour,
+            no_color=not colour,
+            color_system="auto" if colour else None,
             highlight=False,
             soft_wrap=False,
             width=width,

@@ -77,8 +77,11 @@ class Forecast:
 
 
 def forecastable(e: Esim) -> bool:
-    """An eSIM in use with a figure that can run out."""
-    return e.state == EsimState.ACTIVE and not e.unlimited and e.data_remaining_bytes is not None
+    """An eSIM in use with a figure that can run out (a day pass's daily figure cannot:
+    the allowance comes back every day)."""
+    return (
+        e.state == EsimState.ACTIVE and not e.never_runs_out and e.data_remaining_bytes is not None
+    )
 
 
 def _ordered(readings: Iterable[Reading], since: datetime) -> list[Reading]:

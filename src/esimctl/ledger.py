@@ -657,9 +657,13 @@ class Ledger:
         applied_at: datetime | None = None,
         detail: dict[str, Any] | None = None,
         price: Money | None = None,
+        iccid: str | None = None,
     ) -> LedgerOrder:
         sets = ["updated_at = ?"]
         args: list[Any] = [iso(self.clock())]
+        if iccid is not None:  # a new eSIM's, once the seller has allocated it
+            sets.append("iccid = ?")
+            args.append(iccid)
         if price is not None:
             sets.append("amount = ?, currency = ?")
             args.extend([str(price.amount), price.currency])

@@ -13,6 +13,7 @@ user's page; the short form::
     data_below = "500MB"          # or "10%", or a list of both
     expires_within = "1d"
     plan = "jp-1gb-3d"            # or: min_data = "1GB", min_days = 3
+    # days = 3                    # with plan: a day pass, bought for that many days
     trip_start = 2026-12-01
     trip_end = 2026-12-14
 
@@ -35,7 +36,7 @@ from esimctl import config_schema, parsing
 from esimctl.config import Config
 from esimctl.config_schema import Key, Mismatch
 from esimctl.errors import ConfigError, InvalidInput
-from esimctl.models import Esim, EsimState, Money
+from esimctl.models import MAX_DAY_PASS_DAYS, Esim, EsimState, Money
 from esimctl.output import human
 from esimctl.serialize import iso
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 #: Keys that decide when a rule fires; an eSIM table merges them key by key.
 TRIGGER_KEYS = ("data_below", "runs_out_within", "expires_within")
 #: Keys that decide what is bought; an eSIM table that sets one replaces the whole group.
-BUY_KEYS = ("plan", "min_data", "min_days")
+BUY_KEYS = ("plan", "min_data", "min_days", "days")
 #: Keys an eSIM table inherits from ``[renewal]`` one by one.
 INHERITED = (
     *TRIGGER_KEYS,
@@ -74,8 +75,9 @@ class Threshold:
     percent: float | None = None
 
     def fired(self, e: Esim) -> str | None:
-        """The figure that fired, as a person reads it, or None."""
-        if e.unlimited:
+        """The figure that fired, as a person reads it, or None. Never on a day pass (its
+        figure is the day's, and comes back) nor on an unlimited plan."""
+        if e.never_runs_out:
             return None
         rem, tot = e.data_remaining_bytes, e.data_total_bytes
         if rem is None:
@@ -106,6 +108,8 @@ class Rule:
     plan: str | None = None
     min_data: str | None = None
     min_days: int | None = None
+    #: With ``plan``, a day pass: the number of days to buy it for (price × days counts).
+    days: int | None = None
     currency: str | None = None
     max_price: Money | None = None
     max_per_day: int = DEFAULT_MAX_PER_DAY
@@ -152,6 +156,7 @@ class Rule:
         if (
             self.runs_out_within is not None
             and f is not None
+            and not e.never_runs_out
             and f.runs_out_at is not None
             and f.runs_out_before_expiry is not False
             and f.runs_out_at - now <= self.runs_out_within
@@ -191,6 +196,8 @@ class Rule:
         return "at least " + " and ".join(parts)
 
     def describe_buy(self) -> str:
+        if self.plan is not None and self.days is not None:
+            return f"plan {self.plan} for {self.days} day{'s' if self.days != 1 else ''}"
         if self.plan is not None:
             return f"plan {self.plan}"
         return f"the cheapest plan giving {self.wanted()}"
@@ -313,6 +320,10 @@ def _build(
         raise ConfigError(
             f"{path}: [{where}] give plan, or min_data/min_days for the cheapest plan, not both"
         )
+    if rule.days is not None and rule.plan is None:
+        raise ConfigError(
+            f"{path}: [{where}] days goes with plan: the day pass to buy for that many days"
+        )
     if rule.trip_start and rule.trip_end and rule.trip_end <= rule.trip_start:
         raise ConfigError(f"{path}: [{where}] trip_end is not after trip_start")
     if rule.currency and rule.max_price and rule.max_price.currency != rule.currency:
@@ -355,6 +366,13 @@ def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise Mismatch
     return value
+
+
+def _pass_days(value: Any) -> int:
+    days = _positive_int(value)
+    if days > MAX_DAY_PASS_DAYS:
+        raise Mismatch
+    return days
 
 
 def _bool(value: Any) -> bool:
@@ -420,6 +438,7 @@ SCHEMA: dict[str, Key] = {
     "plan": Key('a plan id in quotes, like "jp-1gb-3d"', _text),
     "min_data": Key('a size in quotes, like "3GB"', _size),
     "min_days": Key(_WHOLE, _positive_int),
+    "days": Key(f"a whole number of days from 1 to {MAX_DAY_PASS_DAYS}", _pass_days),
     "currency": Key('a currency code in quotes, like "USD"', lambda v: parsing.currency(_text(v))),
     "max_price": Key('an amount in quotes, like "15 USD"', lambda v: parsing.money(_text(v))),
     "max_per_day": Key(_WHOLE, _positive_int),

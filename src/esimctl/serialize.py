@@ -10,7 +10,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.models import (
+    AfterAllowance,
+    DailyAllowance,
+    Esim,
+    EsimState,
+    Money,
+    Order,
+    OrderState,
+    Package,
+    Plan,
+)
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -53,7 +63,33 @@ def esim_json(
         "attention": attention,
         "packages": [package_json(p) for p in e.packages],
         "forecast": forecast,
+        **allowance_json(e.daily, e.fair_usage),
     }
+
+
+def allowance_json(d: DailyAllowance | None, fair_usage: str | None) -> dict[str, Any]:
+    """A plan's shape beyond its total (docs/json.md): the day's allowance, what follows
+    it, when it resets, and the seller's fair-usage note."""
+    return {
+        "daily_allowance_bytes": d.bytes if d else None,
+        "after_allowance": d.after.value if d and d.after else None,
+        "reduced_speed": d.speed if d else None,
+        "allowance_resets_at": iso(d.resets_at) if d else None,
+        "fair_usage": fair_usage,
+    }
+
+
+def allowance_from(d: dict[str, Any]) -> DailyAllowance | None:
+    """``allowance_json`` read back (a cache row); None for a row without one."""
+    after = d.get("after_allowance")
+    if d.get("daily_allowance_bytes") is None and after is None:
+        return None
+    return DailyAllowance(
+        bytes=d.get("daily_allowance_bytes"),
+        after=AfterAllowance(after) if after else None,
+        speed=d.get("reduced_speed"),
+        resets_at=parse_iso(d.get("allowance_resets_at")),
+    )
 
 
 def package_json(p: Package) -> dict[str, Any]:
@@ -102,6 +138,8 @@ def esim_from_cache(d: dict[str, Any]) -> Esim:
         ),
         unit_base=int(d.get("unit_base", 1024)),
         ref=dict(d.get("ref", {})),
+        daily=allowance_from(d),
+        fair_usage=d.get("fair_usage"),
     )
 
 
@@ -118,6 +156,14 @@ def plan_json(p: Plan) -> dict[str, Any]:
         "price": money_json(p.price),
         "countries": list(p.countries),
         "stacking": p.stacking,
+        # A day pass: price, validity and data per day; bought for a number of days.
+        "per_day": p.per_day,
+        "days": p.days,
+        **{
+            k: v
+            for k, v in allowance_json(p.daily, p.fair_usage).items()
+            if k != "allowance_resets_at"
+        },
     }
 
 
@@ -141,6 +187,10 @@ def plan_from_cache(d: dict[str, Any]) -> Plan:
         countries=tuple(d.get("countries", [])),
         stacking=d.get("stacking"),
         unit_base=int(d.get("unit_base", 1024)),
+        per_day=bool(d.get("per_day")),
+        days=d.get("days"),
+        daily=allowance_from(d),
+        fair_usage=d.get("fair_usage"),
     )
 
 
@@ -163,6 +213,8 @@ def order_json(o: Order) -> dict[str, Any]:
         if isinstance(o.extra.get("charged"), dict)
         else None,
         "over_limit": o.extra.get("over_limit") or None,
+        # "new" for a new eSIM (esimctl buy), "topup" otherwise.
+        "kind": "new" if o.extra.get("kind") == "new" else "topup",
     }
 
 

@@ -481,6 +481,36 @@ def fetch_catalogues(
     return Catalogues(Fanout(ordered, out.errors), cached_at)
 
 
+# -- top-ups last seen, for shell completion ---------------------------------------------------
+
+
+def _topups_key(account: str, iccid: str) -> str:
+    return f"topups:{account}:{iccid}"
+
+
+def remember_topups(env: Env, esim: Esim, plans: Sequence[Plan]) -> None:
+    """Keep the top-ups just fetched for ``esim``, so that shell completion offers their
+    ids (``renew ESIM --plan``) without asking the provider. Never read to buy: a purchase
+    fetches the plans again. A ledger that cannot keep them costs only the completion."""
+    import contextlib
+    import sqlite3
+
+    payload = {"plans": [plan_to_cache(p) for p in plans]}
+    with contextlib.suppress(EsimctlError, sqlite3.Error):
+        env.ledger.cache_put(_topups_key(esim.account, esim.iccid), esim.account, payload)
+
+
+def remembered_topups(env: Env, account: str, iccid: str) -> list[Plan]:
+    """The top-ups last fetched for one eSIM (``remember_topups``); [] if none are kept."""
+    hit = env.ledger.cache_get(_topups_key(account, iccid))
+    if hit is None or not isinstance(hit[1], dict):
+        return []
+    try:
+        return [plan_from_cache(d) for d in hit[1].get("plans", [])]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
 def with_label(env: Env, e: Esim) -> Esim:
     label = env.config.label_for(e.iccid)
     return replace(e, label=label) if label else e
@@ -557,11 +587,16 @@ def attention_for(
     """Why ``e`` needs attention; ``stale``: its figures are old ones, kept because the
     provider could not be asked now; ``forecast``: when it runs out at its pace."""
     reasons: list[str] = []
+    # A day pass or an unlimited plan: no data figure of it can run low or run out (its
+    # expiry still counts).
+    no_data_figure = e.never_runs_out
     if e.state == EsimState.EXPIRED:
         reasons.append(Attention.EXPIRED)
-    elif e.state == EsimState.DEPLETED:
+    elif e.state == EsimState.DEPLETED and not (
+        no_data_figure and (e.expires_at is None or e.expires_at > now)
+    ):
         reasons.append(Attention.DEPLETED)
-    if e.state in (EsimState.ACTIVE, EsimState.NOT_ACTIVE) and not e.unlimited:
+    if e.state in (EsimState.ACTIVE, EsimState.NOT_ACTIVE) and not no_data_figure:
         rem, tot = e.data_remaining_bytes, e.data_total_bytes
         if rem is not None and e.state == EsimState.ACTIVE:
             low_abs = rem < cfg.low_data_bytes
@@ -581,6 +616,7 @@ def attention_for(
             reasons.append(Attention.TOPUP_PENDING)
     if (
         forecast is not None
+        and not no_data_figure
         and forecast.runs_out_at is not None
         and forecast.runs_out_before_expiry is not False
         and forecast.runs_out_at - now <= cfg.runs_out_within

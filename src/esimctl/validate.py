@@ -78,6 +78,7 @@ def esim_problem(e: Esim) -> str | None:
         _bytes_problem("data total", e.data_total_bytes),
         _bytes_problem("data left", e.data_remaining_bytes),
         _time_problem("expiry", e.expires_at),
+        _bytes_problem("daily allowance", e.daily.bytes if e.daily else None),
     ]
     for p in e.packages:
         checks.append(_bytes_problem("a package's total", p.data_total_bytes))
@@ -100,6 +101,10 @@ def plan_problem(plan: Plan) -> str | None:
             return problem
     if plan.data_bytes is not None and not plan.unlimited:
         problem = _bytes_problem("data", plan.data_bytes)
+        if problem:
+            return problem
+    if plan.daily is not None:
+        problem = _bytes_problem("daily allowance", plan.daily.bytes)
         if problem:
             return problem
     if plan.validity_days is not None and not 0 < plan.validity_days <= 3660:

@@ -125,6 +125,8 @@ class Pkg:
     price: Decimal  # recommended retail, USD
     net_price: Decimal  # what the partner pays, USD
     unlimited: bool = False
+    #: ``fair_usage_policy`` of the catalogue (``/v2/packages`` only, as documented).
+    fair_usage: str | None = None
 
     @property
     def data(self) -> str:
@@ -184,7 +186,16 @@ def default_catalogue() -> list[Operator]:
             [
                 Pkg("elan-7days-1gb", "sim", 1024, 7, d("4.50"), d("1.40")),
                 Pkg("elan-30days-3gb", "sim", 3072, 30, d("11.00"), d("5.50")),
-                Pkg("elan-unlimited-10days", "sim", 0, 10, d("24.00"), d("12.00"), True),
+                Pkg(
+                    "elan-unlimited-10days",
+                    "sim",
+                    0,
+                    10,
+                    d("24.00"),
+                    d("12.00"),
+                    True,
+                    "Speed reduced to 1 Mbps after 2 GB per day",
+                ),
             ],
             [
                 Pkg("elan-7days-1gb-topup", "topup", 1024, 7, d("4.50"), d("3.60")),
@@ -940,6 +951,14 @@ class FakeAiralo(FakeApi):
             if kind and kind != "local":
                 continue
             pkgs = op.packages + (op.topups if with_topups else [])
+            listed = [
+                self._package_json(p)
+                | {
+                    "is_fair_usage_policy": p.fair_usage is not None,
+                    "fair_usage_policy": p.fair_usage,
+                }
+                for p in pkgs
+            ]
             dests.append(
                 {
                     "slug": op.country_title.lower().replace(" ", "-"),
@@ -959,7 +978,7 @@ class FakeAiralo(FakeApi):
                             "countries": [
                                 {"country_code": op.country_code, "title": op.country_title}
                             ],
-                            "packages": [self._package_json(p) for p in pkgs],
+                            "packages": listed,
                         }
                     ],
                 }

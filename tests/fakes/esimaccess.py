@@ -101,6 +101,7 @@ def _pkg(
     *,
     data_type: int = 1,
     top_up_type: int = 2,
+    fup: str | None = None,
 ) -> dict[str, Any]:
     first = location.split(",")[0]
     return {
@@ -124,7 +125,7 @@ def _pkg(
         "speed": "3G/4G/5G",
         "ipExport": "NL/FR",
         "supportTopUpType": top_up_type,
-        "fupPolicy": "384 Kbps" if data_type in (2, 4) else "",
+        "fupPolicy": fup if fup is not None else "384 Kbps" if data_type in (2, 4) else "",
         "locationNetworkList": [
             {
                 "locationName": first,
@@ -145,6 +146,12 @@ BASE_PACKAGES = [
     _pkg("JPD01", "Japan 1GB/Day", 1, 1, 15000, "JP", data_type=2, top_up_type=3),
     _pkg("JPU01", "Japan Unlimited/Day", 2, 1, 39000, "JP", data_type=4, top_up_type=3),
     _pkg("EU42_10", "Europe (5 areas) 10GB 30Days", 10, 30, 95000, EU, "EU-5"),
+    # Day passes of each dataType (issue 18): price and volume per day, bought by periodNum.
+    _pkg(
+        "GED01", "Georgia 1GB/Day FUP1Mbps", 1, 1, 12000, "GE", data_type=2, top_up_type=3, fup=""
+    ),
+    _pkg("GEC01", "Georgia 1GB/Day", 1, 1, 9000, "GE", data_type=3, top_up_type=3),
+    _pkg("GEU01", "Georgia Unlimited/Day", 2, 1, 30000, "GE", data_type=4, top_up_type=3),
 ]
 TOPUP_PACKAGES = [
     _pkg("TOPUP_CKH002", "Spain 3GB 30Days", 3, 30, 18000, "ES"),
@@ -153,6 +160,19 @@ TOPUP_PACKAGES = [
     _pkg("TOPUP_JC017", "Japan 3GB 15Days", 3, 15, 21000, "JP"),
     _pkg("TOPUP_JPD01", "Japan 1GB/Day", 1, 1, 15000, "JP", data_type=2, top_up_type=3),
     _pkg("TOPUP_EU42_5", "Europe (5 areas) 5GB 30Days", 5, 30, 52000, EU, "EU-5"),
+    _pkg(
+        "TOPUP_GED01",
+        "Georgia 1GB/Day FUP1Mbps",
+        1,
+        1,
+        12000,
+        "GE",
+        data_type=2,
+        top_up_type=3,
+        fup="",
+    ),
+    _pkg("TOPUP_GEC01", "Georgia 1GB/Day", 1, 1, 9000, "GE", data_type=3, top_up_type=3),
+    _pkg("TOPUP_GE3_30", "Georgia 3GB 30Days", 3, 30, 40000, "GE"),
 ]
 
 _TERMINAL = {"UNUSED_EXPIRED", "USED_EXPIRED", "CANCEL", "REVOKE", "REVOKED", "SUSPENDED"}
@@ -223,15 +243,18 @@ class FakeEsimAccess(FakeApi):
         usage_as_of: datetime | None = None,
         transaction_id: str | None = None,
         order_no: str | None = None,
+        days: int | None = None,
     ) -> dict[str, Any]:
         """One eSIM as ``/esim/query`` shows it. ``status`` is its ``esimStatus``; one in use
-        expires ``expires_in`` from now (default: its full duration from 2 days ago)."""
+        expires ``expires_in`` from now (default: its full duration from 2 days ago).
+        ``days``: the days a day pass was bought for (``periodNum``; its volume stays the
+        day's, ``totalVolume`` as the issue saw it: "0 B / 1 GB" after days of use)."""
         now = datetime.now(UTC)
         pkg = self.package(package)
         tran = self._tran_no()
         iccid = iccid or f"894310817{len(self.esims) + 1:010d}"
         created = created or now - timedelta(days=3)
-        days = int(pkg["duration"])
+        days = days or int(pkg["duration"])
         activated = status not in ("GOT_RESOURCE", "UNUSED_EXPIRED", "CANCEL")
         if activated:
             end = now + expires_in if expires_in is not None else now + timedelta(days=days - 2)
@@ -271,7 +294,7 @@ class FakeEsimAccess(FakeApi):
             "apn": "drei.at",
             "ipExport": "NL/FR",
             "supportTopUpType": pkg["supportTopUpType"],
-            "fupPolicy": "",
+            "fupPolicy": pkg["fupPolicy"],
             "packageList": [
                 {
                     "packageName": pkg["name"],
@@ -307,11 +330,16 @@ class FakeEsimAccess(FakeApi):
         return rows[-1]
 
     def use_data(self, iccid: str, nbytes: int) -> None:
+        """Use data. On a day pass (``dataType`` 2-4) usage runs over the days, beyond the
+        day's volume, and the eSIM stays ``IN_USE`` (``override`` can say ``USED_UP``)."""
         with self.lock:
             e = self.esim(iccid)
-            e["orderUsage"] = min(e["orderUsage"] + nbytes, e["totalVolume"])
-            if e["orderUsage"] >= e["totalVolume"]:
-                e["esimStatus"] = "USED_UP"
+            if e["dataType"] in (2, 3, 4):
+                e["orderUsage"] += nbytes
+            else:
+                e["orderUsage"] = min(e["orderUsage"] + nbytes, e["totalVolume"])
+                if e["orderUsage"] >= e["totalVolume"]:
+                    e["esimStatus"] = "USED_UP"
             self.last_update[e["esimTranNo"]] = datetime.now(UTC).replace(microsecond=0)
 
     # -- switches ----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The Typer app and ``main``: the one place where errors become exit codes.
 
 Commands parse flags into their options dataclass and call ``run_x``; they raise
-``EsimctlError``s and never call ``sys.exit``. ``run`` maps everything to SPEC's exit
-codes, writes the one-line error (and the JSON envelope under ``--json``).
+``EsimctlError``s and never call ``sys.exit``. ``run`` maps everything to the documented
+exit codes (docs/exit-codes.md), writes the one-line error (and the JSON envelope under
+``--json``). A shell's completion request (``_ESIMCTL_COMPLETE``) is answered by Typer in
+``command.main``; the values it offers come from ``cli.complete``.
 
 No ``from __future__ import annotations`` here: Typer reads every command's signature on
 each run, and string annotations cost it an ``eval`` apiece (half of its start-up work).
@@ -14,7 +16,8 @@ from typing import Annotated
 import typer
 
 from esimctl import __version__
-from esimctl.cli import context
+from esimctl.cli import complete, context
+from esimctl.cli.config_app import config_app
 from esimctl.cli.esim_app import esim_app
 from esimctl.cli.notify_app import notify_app
 from esimctl.cli.options import (
@@ -23,10 +26,13 @@ from esimctl.cli.options import (
     JsonlOpt,
     JsonOpt,
     RefreshOpt,
+    WideOpt,
     YesOpt,
 )
 from esimctl.env import Env
 from esimctl.errors import EsimctlError, ExitCode
+
+SHELLS = ("bash", "zsh", "fish")
 
 HELP = """\
 One table for every travel eSIM you hold: data left, expiry, top-ups, renewals.
@@ -61,14 +67,15 @@ account_app = typer.Typer(
 )
 app.add_typer(account_app, name="account")
 app.add_typer(esim_app, name="esim")
+app.add_typer(config_app, name="config")
 app.add_typer(notify_app, name="notify")
 
 
 VERSION_LINE = f"esimctl {__version__}\n"
 
 
-def _version(value: bool) -> None:
-    if value:
+def _version(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:  # not while completing `esimctl --version <Tab>`
         env = context.current().env
         env.stdout.write(VERSION_LINE)
         raise typer.Exit(0)
@@ -82,8 +89,21 @@ def root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     color: Annotated[
-        str, typer.Option("--color", help="auto, always or never (NO_COLOR is honoured).")
+        str,
+        typer.Option(
+            "--color",
+            help="auto, always or never (NO_COLOR is honoured).",
+            autocompletion=complete.choices("auto", "always", "never"),
+        ),
     ] = "auto",
+    table: Annotated[
+        bool,
+        typer.Option("--table", help="Tables for a person even in a pipe (also --color always)."),
+    ] = False,
+    tsv: Annotated[
+        bool, typer.Option("--tsv", help="Tab-separated rows even on a terminal.")
+    ] = False,
+    wide: WideOpt = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -98,6 +118,12 @@ def root(
 
         raise InvalidInput(f"invalid --color {color!r}: use auto, always or never")
     env.color = color
+    if table and tsv:
+        from esimctl.errors import InvalidInput
+
+        raise InvalidInput("--table and --tsv: choose one")
+    env.output = "table" if table else "tsv" if tsv else "auto"
+    env.wide = wide
 
 
 def _done(env: Env, code: int) -> None:
@@ -109,7 +135,10 @@ def _done(env: Env, code: int) -> None:
 @app.command()
 def status(
     esims: Annotated[
-        list[str] | None, typer.Argument(help="ICCIDs, ICCID suffixes (4+ digits) or labels.")
+        list[str] | None,
+        typer.Argument(
+            help="ICCIDs, ICCID suffixes (4+ digits) or labels.", autocompletion=complete.esims
+        ),
     ] = None,
     refresh: RefreshOpt = False,
     check: Annotated[
@@ -122,6 +151,7 @@ def status(
     account: AccountOpt = None,
     json_: JsonOpt = False,
     jsonl: JsonlOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Every eSIM of every account: data left, expiry, state, what needs attention.
 
@@ -130,14 +160,19 @@ def status(
     from esimctl.cli.commands.common import finish
     from esimctl.cli.commands.status import StatusOptions, run_status
 
-    env = context.begin("status", json=json_)
+    env = context.begin("status", json=json_, wide=wide)
     opts = StatusOptions(tuple(esims or ()), tuple(account or ()), refresh, check, notify)
     _done(env, finish(env, run_status(opts, env), json=json_, jsonl=jsonl))
 
 
 @app.command()
 def show(
-    esim: Annotated[str, typer.Argument(help="ICCID, ICCID suffix (4+ digits) or label.")],
+    esim: Annotated[
+        str,
+        typer.Argument(
+            help="ICCID, ICCID suffix (4+ digits) or label.", autocompletion=complete.esims
+        ),
+    ],
     account: AccountOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -155,13 +190,89 @@ def show(
 
 
 @app.command()
+def buy(
+    plan: Annotated[
+        str | None, typer.Option("--plan", "-p", help="A new-eSIM plan id from 'plans --country'.")
+    ] = None,
+    country: Annotated[
+        str | None, typer.Option("--country", "-c", help="Where it is for (ISO code, e.g. JP).")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Name it, e.g. Tokyo.")] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    max_price: Annotated[
+        str | None, typer.Option("--max-price", help="Refuse anything dearer, e.g. 15USD.")
+    ] = None,
+    again: Annotated[
+        bool, typer.Option("--again", help="Buy even if the same eSIM was just bought.")
+    ] = False,
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="How long to wait for the seller to allocate it (5m).")
+    ] = "5m",
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Wait up to N seconds for another purchase to finish."),
+    ] = 0.0,
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Print the activation code in a pipe and in JSON too.")
+    ] = False,
+    account: AccountOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Buy a new eSIM for a trip, safely, and show it ready to install.
+
+    Examples: esimctl buy --country JP · esimctl buy -c JP -p jp-new-5gb-15d --label Tokyo --yes
+    """
+    from esimctl.cli.commands.buy import BuyOptions, run_buy
+    from esimctl.cli.commands.common import finish
+
+    env = context.begin("buy", json=json_)
+    opts = BuyOptions(
+        plan, country, tuple(account or ()), label, yes, dry_run, max_price, again, timeout,
+        wait, reveal,
+    )  # fmt: skip
+    _done(env, finish(env, run_buy(opts, env), json=json_))
+
+
+@app.command()
+def install(
+    esim: Annotated[str, typer.Argument(help="ICCID, ICCID suffix (4+ digits) or label.")],
+    png: Annotated[
+        str | None, typer.Option("--png", help="Also write the QR code to this PNG file.")
+    ] = None,
+    svg: Annotated[
+        str | None, typer.Option("--svg", help="Also write the QR code to this SVG file.")
+    ] = None,
+    account: AccountOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show how to install an eSIM: its QR code, the activation code, the deadline.
+
+    Examples: esimctl install Tokyo · esimctl install 0018 --png tokyo.png
+    """
+    from esimctl.cli.commands.common import finish
+    from esimctl.cli.commands.install import InstallOptions, run_install
+
+    env = context.begin("install", json=json_)
+    opts = InstallOptions(esim, tuple(account or ()), png, svg)
+    _done(env, finish(env, run_install(opts, env), json=json_))
+
+
+@app.command()
 def plans(
-    esim: Annotated[str | None, typer.Argument(help="The eSIM to extend.")] = None,
+    esim: Annotated[
+        str | None, typer.Argument(help="The eSIM to extend.", autocompletion=complete.esims)
+    ] = None,
     country: Annotated[
         str | None, typer.Option("--country", "-c", help="Plans sold for this country (ISO code).")
     ] = None,
     sort: Annotated[
-        str, typer.Option("--sort", help="price, price-per-gb, data or validity.")
+        str,
+        typer.Option(
+            "--sort",
+            help="price, price-per-gb, data or validity.",
+            autocompletion=complete.choices("price", "price-per-gb", "data", "validity"),
+        ),
     ] = "price",
     min_days: Annotated[int | None, typer.Option("--min-days", help="At least N days.")] = None,
     min_data: Annotated[
@@ -171,6 +282,7 @@ def plans(
     account: AccountOpt = None,
     json_: JsonOpt = False,
     jsonl: JsonlOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """What can be bought: top-ups for one eSIM, or plans for a country.
 
@@ -179,7 +291,7 @@ def plans(
     from esimctl.cli.commands.common import finish
     from esimctl.cli.commands.plans import PlansOptions, run_plans
 
-    env = context.begin("plans", json=json_)
+    env = context.begin("plans", json=json_, wide=wide)
     opts = PlansOptions(
         esim, country, tuple(account or ()), sort, min_days, min_data, refresh=refresh
     )
@@ -188,8 +300,18 @@ def plans(
 
 @app.command()
 def renew(
-    esim: Annotated[str | None, typer.Argument(help="The eSIM to top up.")] = None,
-    plan: Annotated[str | None, typer.Option("--plan", "-p", help="Plan id from 'plans'.")] = None,
+    esim: Annotated[
+        str | None, typer.Argument(help="The eSIM to top up.", autocompletion=complete.esims)
+    ] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            "-p",
+            help="Plan id from 'plans' (on a terminal, leave it out to choose from a list).",
+            autocompletion=complete.plan_ids,
+        ),
+    ] = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     max_price: Annotated[
@@ -211,7 +333,13 @@ def renew(
     data: Annotated[
         str | None, typer.Option("--data", help="Manual sellers: data bought, e.g. 3GB.")
     ] = None,
-    days: Annotated[int | None, typer.Option("--days", help="Manual sellers: days bought.")] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            help="A day pass: days to buy (N × its price per day). Manual sellers: days bought.",
+        ),
+    ] = None,
     price: Annotated[
         str | None, typer.Option("--price", help="Manual sellers: price paid, e.g. 58CNY.")
     ] = None,
@@ -279,7 +407,9 @@ def renew(
 
 @app.command()
 def history(
-    esim: Annotated[str | None, typer.Argument(help="Only this eSIM.")] = None,
+    esim: Annotated[
+        str | None, typer.Argument(help="Only this eSIM.", autocompletion=complete.esims)
+    ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="A date (2026-11-01) or an age (30d).")
     ] = None,
@@ -290,6 +420,7 @@ def history(
     account: AccountOpt = None,
     json_: JsonOpt = False,
     jsonl: JsonlOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Every order and top-up, from the providers and the local ledger, newest first.
 
@@ -298,7 +429,7 @@ def history(
     from esimctl.cli.commands.common import finish
     from esimctl.cli.commands.history import HistoryOptions, run_history
 
-    env = context.begin("history", json=json_)
+    env = context.begin("history", json=json_, wide=wide)
     opts = HistoryOptions(esim, tuple(account or ()), since, limit, local)
     _done(env, finish(env, run_history(opts, env), json=json_, jsonl=jsonl))
 
@@ -325,11 +456,39 @@ def calendar(
     _done(env, finish_calendar(env, run_calendar(opts, env), json=json_))
 
 
+@app.command()
+def completion(
+    shell: Annotated[
+        str,
+        typer.Argument(help="bash, zsh or fish.", autocompletion=complete.choices(*SHELLS)),
+    ],
+) -> None:
+    """Print the shell completion script: commands, options, account names, eSIM labels and
+    ICCID suffixes, plan ids (from what esimctl knows already: never the network).
+
+    Examples: esimctl completion bash > ~/.local/share/bash-completion/completions/esimctl ·
+    esimctl completion zsh > ~/.zfunc/_esimctl · esimctl completion fish >
+    ~/.config/fish/completions/esimctl.fish
+    """
+    from esimctl.cli.commands.completion import CompletionOptions, run_completion
+
+    env = context.begin("completion")
+    result = run_completion(CompletionOptions(shell), env)
+    env.stdout.write(result.data["script"] + "\n")
+    _done(env, 0)
+
+
 @account_app.command("add")
 def account_add(
     name: Annotated[str, typer.Argument(help="Account name: letters, digits, '-' and '_'.")],
     provider: Annotated[
-        str, typer.Option("--provider", "-p", help="airalo, esimaccess, esimgo, celitech, manual.")
+        str,
+        typer.Option(
+            "--provider",
+            "-p",
+            help="airalo, esimaccess, esimgo, celitech, manual.",
+            autocompletion=complete.providers,
+        ),
     ],
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="Sandbox, proxy or test server address.")
@@ -339,7 +498,11 @@ def account_add(
     ] = False,
     store: Annotated[
         str | None,
-        typer.Option("--store", help="keyring (default) or file (0600, for servers)."),
+        typer.Option(
+            "--store",
+            help="keyring (default) or file (0600, for servers).",
+            autocompletion=complete.choices("keyring", "file"),
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -362,6 +525,7 @@ def account_add(
         str | None,
         typer.Option(
             "--stacking",
+            autocompletion=complete.choices("extend", "restart"),
             help="Manual sellers: a top-up's days extend the current end (extend, default) "
             "or count from the top-up (restart).",
         ),
@@ -386,18 +550,20 @@ def account_add(
 
 
 @account_app.command("list")
-def account_list(json_: JsonOpt = False) -> None:
+def account_list(json_: JsonOpt = False, wide: WideOpt = False) -> None:
     """List accounts and where each secret lives (never the secret)."""
     from esimctl.cli.commands.account import run_list
     from esimctl.cli.commands.common import finish
 
-    env = context.begin("account list", json=json_)
+    env = context.begin("account list", json=json_, wide=wide)
     _done(env, finish(env, run_list(env), json=json_))
 
 
 @account_app.command("test")
 def account_test(
-    name: Annotated[str, typer.Argument(help="The account to check.")],
+    name: Annotated[
+        str, typer.Argument(help="The account to check.", autocompletion=complete.accounts)
+    ],
     json_: JsonOpt = False,
 ) -> None:
     """Check an account's credentials with one cheap call to its provider."""
@@ -410,7 +576,9 @@ def account_test(
 
 @account_app.command("remove")
 def account_remove(
-    name: Annotated[str, typer.Argument(help="The account to remove.")],
+    name: Annotated[
+        str, typer.Argument(help="The account to remove.", autocompletion=complete.accounts)
+    ],
     yes: YesOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -457,6 +625,13 @@ def _run(args: list[str], env: Env) -> int:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError  # vendored click
 
     command = typer.main.get_command(app)
+    if env.environ.get("_ESIMCTL_COMPLETE"):
+        # A shell asks what a Tab offers: Typer answers in command.main, with the shells'
+        # formats registered (add_completion=False leaves them out; `esimctl completion`
+        # prints the scripts instead of --install-completion).
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         rv = command.main(args=args, prog_name="esimctl", standalone_mode=False)
         code = int(rv) if isinstance(rv, int) else 0
@@ -468,6 +643,9 @@ def _run(args: list[str], env: Env) -> int:
         return code
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except SystemExit as exc:
+        # Typer answers a shell's completion request (_ESIMCTL_COMPLETE) and exits.
+        return exc.code if isinstance(exc.code, int) else 0
     except NoArgsIsHelpError as exc:
         env.stdout.write(exc.format_message() + "\n")
         return 0

@@ -30,9 +30,11 @@ def current() -> Invocation:
     return _current
 
 
-def begin(command: str, *, json: bool = False) -> Env:
-    """Called first by every command: remembers how errors must be reported."""
+def begin(command: str, *, json: bool = False, wide: bool = False) -> Env:
+    """Called first by every command: remembers how errors must be reported (and the
+    command's own ``--wide``, the same as the global one)."""
     inv = current()
     inv.command = command
     inv.json = json
+    inv.env.wide = inv.env.wide or wide
     return inv.env

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from esimctl.cli import context
-from esimctl.cli.options import JsonOpt, YesOpt
+from esimctl.cli import complete, context
+from esimctl.cli.options import JsonlOpt, JsonOpt, WideOpt, YesOpt
 from esimctl.env import Env
 
 if TYPE_CHECKING:
@@ -29,8 +29,16 @@ plan_app = typer.Typer(
 )
 esim_app.add_typer(plan_app, name="plan")
 
-EsimArg = Annotated[str, typer.Argument(help="The eSIM: its label, ICCID or last 4+ digits.")]
-AccountArg = Annotated[str, typer.Argument(help="The manual seller's account.")]
+EsimArg = Annotated[
+    str,
+    typer.Argument(
+        help="The eSIM: its label, ICCID or last 4+ digits.", autocompletion=complete.esims
+    ),
+]
+AccountArg = Annotated[
+    str,
+    typer.Argument(help="The manual seller's account.", autocompletion=complete.manual_accounts),
+]
 OrderOpt = Annotated[
     str | None, typer.Option("--order", help="The seller's order number (if several pending).")
 ]
@@ -78,6 +86,13 @@ def add(
     ] = None,
     plan: Annotated[str | None, typer.Option("--plan", help="The package's name.")] = None,
     order: Annotated[str | None, typer.Option("--order", help="The seller's order number.")] = None,
+    lpa: Annotated[
+        str | None,
+        typer.Option(
+            "--lpa",
+            help="Its activation code (LPA:1$…), kept in the keyring for 'esimctl install'.",
+        ),
+    ] = None,
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -102,6 +117,7 @@ def add(
         plan=plan,
         order_number=order,
         force=force,
+        lpa=lpa,
     )
     _finish(env, run_add_esim(opts, env), json_)
 
@@ -227,10 +243,38 @@ def plan_add(
     _finish(env, run_plan_add(opts, env), json_)
 
 
+@plan_app.command("list")
+def plan_list(
+    account: Annotated[
+        str | None,
+        typer.Argument(
+            help="Only this manual seller's account (default: every one).",
+            autocompletion=complete.manual_accounts,
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+    jsonl: JsonlOpt = False,
+    wide: WideOpt = False,
+) -> None:
+    """List the seller plans saved (what 'esimctl renew ESIM --plan ID' can name).
+
+    Examples: esimctl esim plan list · esimctl esim plan list jp-card --json
+    """
+    from esimctl.cli.commands.common import finish
+    from esimctl.cli.commands.esim import PlanListOptions, run_plan_list
+
+    env = context.begin("esim plan list", json=json_, wide=wide)
+    code = finish(env, run_plan_list(PlanListOptions(account), env), json=json_, jsonl=jsonl)
+    if code:
+        raise typer.Exit(code)
+
+
 @plan_app.command("remove")
 def plan_remove(
     account: AccountArg,
-    plan_id: Annotated[str, typer.Argument(help="The plan's id.")],
+    plan_id: Annotated[
+        str, typer.Argument(help="The plan's id.", autocompletion=complete.seller_plan_ids)
+    ],
     json_: JsonOpt = False,
 ) -> None:
     """Remove a saved seller plan.

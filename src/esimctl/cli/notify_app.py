@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from esimctl.cli import context
-from esimctl.cli.options import JsonOpt, YesOpt
+from esimctl.cli import complete, context
+from esimctl.cli.options import JsonOpt, WideOpt, YesOpt
 from esimctl.env import Env
 
 if TYPE_CHECKING:
@@ -64,7 +64,11 @@ def add(
     ] = None,
     store: Annotated[
         str | None,
-        typer.Option("--store", help="keyring (default) or file (0600, for servers)."),
+        typer.Option(
+            "--store",
+            help="keyring (default) or file (0600, for servers).",
+            autocompletion=complete.choices("keyring", "file"),
+        ),
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -83,17 +87,19 @@ def add(
 
 
 @notify_app.command("list")
-def list_(json_: JsonOpt = False) -> None:
+def list_(json_: JsonOpt = False, wide: WideOpt = False) -> None:
     """List notification targets: kind, where each URL is read from (never the URL), events."""
     from esimctl.cli.commands.notify import run_list
 
-    env = context.begin("notify list", json=json_)
+    env = context.begin("notify list", json=json_, wide=wide)
     _finish(env, run_list(env), json_)
 
 
 @notify_app.command("remove")
 def remove(
-    name: Annotated[str, typer.Argument(help="The target to remove.")],
+    name: Annotated[
+        str, typer.Argument(help="The target to remove.", autocompletion=complete.notify_targets)
+    ],
     yes: YesOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -110,7 +116,11 @@ def remove(
 @notify_app.command("test")
 def test(
     name: Annotated[
-        str | None, typer.Argument(help="Only this target (default: every target).")
+        str | None,
+        typer.Argument(
+            help="Only this target (default: every target).",
+            autocompletion=complete.notify_targets,
+        ),
     ] = None,
     json_: JsonOpt = False,
 ) -> None:

@@ -6,13 +6,22 @@ from typing import Annotated
 
 import typer
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print SPEC's JSON envelope on stdout.")]
+from esimctl.cli import complete
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON (docs/json.md) on stdout.")
+]
 JsonlOpt = Annotated[
     bool, typer.Option("--jsonl", help="Print one JSON record per line (for large lists).")
 ]
 AccountOpt = Annotated[
     list[str] | None,
-    typer.Option("--account", "-a", help="Only this account (repeatable)."),
+    typer.Option(
+        "--account",
+        "-a",
+        help="Only this account (repeatable).",
+        autocompletion=complete.accounts,
+    ),
 ]
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask: consent given (for scripts and cron).")
@@ -20,4 +29,10 @@ YesOpt = Annotated[
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; buy nothing.")]
 RefreshOpt = Annotated[
     bool, typer.Option("--refresh", help="Ask the providers now; bypass the cache.")
+]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="The full table, every column, even on a narrow terminal or in a pipe."
+    ),
 ]

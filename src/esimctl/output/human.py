@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from esimctl.models import Esim, Money
+from esimctl.models import AfterAllowance, Esim, Money
 
 if TYPE_CHECKING:
     from esimctl.forecast import Forecast
@@ -117,3 +117,28 @@ def esc(text: object) -> str:
 def describe(e: Esim) -> str:
     """An eSIM as named in a sentence: ``Tokyo (8981…)``, or its ICCID alone."""
     return f"{e.label} ({e.iccid})" if e.label else e.iccid
+
+
+def days_left(e: Esim, now: datetime) -> str | None:
+    """``5 d left``, ``14 h left``: the time an eSIM in use has left; None otherwise."""
+    if e.expires_at is None or e.state.value != "active" or e.expires_at <= now:
+        return None
+    left = e.expires_at - now
+    return f"{left.days} d left" if left.days >= 1 else f"{relative(left)} left"
+
+
+def allowance(e: Esim, now: datetime, *, sep: str = " · ") -> str | None:
+    """A day pass's figure as the phone lives it: ``1 GB/day → 1 Mbps · 5 d left`` (then
+    slower), ``1 GB/day → off till 14:00 · 5 d left`` (no data until the allowance
+    resets); None for any other plan. The part before ``sep`` is the plan's shape, whole."""
+    d = e.daily
+    if d is None:
+        return None
+    head = f"{size(d.bytes, e.unit_base)}/day" if d.bytes else "a daily allowance"
+    if d.after == AfterAllowance.REDUCED_SPEED:
+        head += f" → {d.speed}" if d.speed else " → slower"
+    elif d.after == AfterAllowance.CUT_OFF:
+        till = d.resets_at.astimezone().strftime("%H:%M") if d.resets_at else None
+        head += f" → off till {till}" if till else " → off till the next day"
+    left = days_left(e, now)
+    return sep.join([head, left]) if left else head

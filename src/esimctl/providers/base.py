@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from esimctl import validate
 from esimctl.errors import NotFound, ProviderError, TemporaryFailure, Unsupported
-from esimctl.models import Esim, Money, Order, Plan
+from esimctl.models import Activation, Esim, Money, NewEsim, Order, Plan
 
 if TYPE_CHECKING:
     import httpx
@@ -41,6 +41,7 @@ class Capability(StrEnum):
     TOPUPS = "topups"  # top-ups sold for one eSIM
     CATALOGUE = "catalogue"  # plans sold for a country
     BUY_TOPUP = "buy_topup"
+    BUY_ESIM = "buy_esim"  # a new eSIM (esimctl buy); needs FIND_ORDER too
     FIND_ORDER = "find_order"  # look an order up by our own reference (reconciliation)
     ORDERS = "orders"
     BALANCE = "balance"
@@ -322,6 +323,28 @@ class Provider:
     ) -> Order | None:
         """Find the order we sent with ``reference``; None if the provider has none."""
         raise self._unsupported("looking orders up")
+
+    async def buy_esim(self, plan: Plan, reference: str) -> NewEsim:
+        """Order one new eSIM of ``plan`` (a plan of kind ``new``) carrying our
+        ``reference``; never retried blindly. ``OutcomeUnknown`` when the request may have
+        reached the seller but no answer came back; then ``find_esim_order`` decides.
+        ``NewEsim.iccid`` is None while the seller still allocates the profile."""
+        raise self._unsupported("buying new eSIMs")
+
+    async def find_esim_order(self, reference: str, *, since: datetime) -> NewEsim | None:
+        """The new-eSIM order we sent with ``reference`` (with its eSIM once allocated), or
+        None if the seller has none; raise (``lookup_unresolved``) when it cannot tell."""
+        raise self._unsupported("looking new-eSIM orders up")
+
+    async def activation(self, iccid: str) -> Activation | None:
+        """How to install eSIM ``iccid`` (its LPA code), asked of the seller again; None
+        when the seller does not give it again."""
+        return None
+
+    async def validate_esim(self, plan: Plan) -> Money | None:
+        """Check a new-eSIM order without buying (``buy --dry-run``); the price the seller
+        would charge, or None where the API has no such check."""
+        return None
 
     def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
         """Does ``after`` show the package bought by ``order``? Providers refine this."""

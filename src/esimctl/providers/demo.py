@@ -7,6 +7,9 @@ long-term and mixed data+days plans in more than one currency. A top-up stacks: 
 adds to what remains and the end date extends. The state is rebuilt after a day so the
 demo always shows the same situations.
 
+Tbilisi is on a day pass (1 GB a day, then 1 Mbps), sold per day: ``renew Tbilisi --plan
+ge-day-1gb --days 3`` buys three days at three times the price.
+
 Two eSIMs are in use: Tokyo at 450 MB a day (it runs out before it expires) and Bangkok
 at 250 MB a day (it outlasts its expiry). Their figures fall hour by hour, and a new demo
 profile starts with three days of such readings in its ledger (``seed_history``), so the
@@ -28,14 +31,27 @@ from typing import Any, ClassVar
 
 from esimctl.config import Config
 from esimctl.errors import InvalidInput, NotFound
-from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.models import (
+    Activation,
+    AfterAllowance,
+    DailyAllowance,
+    Esim,
+    EsimState,
+    Money,
+    NewEsim,
+    Order,
+    OrderState,
+    Package,
+    Plan,
+    split_days,
+)
 from esimctl.paths import atomic_write
 from esimctl.providers.base import Capability, Provider
 from esimctl.serialize import iso, parse_iso
 
 GB = 1024**3
 MB = 1024**2
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the sixth eSIM, Tbilisi, on a day pass
 REBUILD_AFTER = timedelta(hours=24)
 #: What the demo's travellers use a day (bytes), by ICCID.
 USE_PER_DAY = {"8981100000000000018": 450 * MB, "8966000000000000042": 250 * MB}
@@ -77,6 +93,23 @@ CATALOGUE: list[tuple[str, str, float | None, int, str, str, tuple[str, ...], st
     ("us-10gb-30d", "USA 10 GB · 30 days", 10, 30, "20.00", "USD", ("US",), "topup"),
     ("th-5gb-8d", "Thailand 5 GB · 8 days", 5, 8, "199", "CNY", ("TH",), "topup"),
     ("th-15gb-30d", "Thailand 15 GB · 30 days", 15, 30, "359", "CNY", ("TH",), "topup"),
+]
+
+
+#: Day passes, priced per day and bought for a number of days: (id, name, GB a day, what
+#: follows the day's allowance, the speed then, amount a day, currency, countries).
+DAY_PASSES: list[tuple[str, str, float, str, str | None, str, str, tuple[str, ...]]] = [
+    (
+        "ge-day-1gb",
+        "Georgia 1 GB/day, then 1 Mbps",
+        1,
+        "reduced_speed",
+        "1 Mbps",
+        "1.20",
+        "USD",
+        ("GE",),
+    ),
+    ("ge-day-3gb", "Georgia 3 GB/day, then cut off", 3, "cut_off", None, "2.50", "USD", ("GE",)),
 ]
 
 
@@ -164,6 +197,23 @@ def _initial_state(now: datetime) -> dict[str, Any]:
                 0.4,
                 timedelta(days=-3),
             ),
+            {
+                # A day pass in use for days, well past its daily gigabyte: never "depleted".
+                **esim(
+                    "8999500000000000067",
+                    "Tbilisi",
+                    "Georgia 1 GB/day · 12 days",
+                    ["GE"],
+                    "active",
+                    None,
+                    None,
+                    timedelta(days=8, hours=3),
+                ),
+                "daily": GB,
+                "after": "reduced_speed",
+                "speed": "1 Mbps",
+                "activated_at": iso(now - timedelta(days=3, hours=21)),
+            },
         ],
         "orders": [
             {
@@ -195,12 +245,16 @@ def _initial_state(now: datetime) -> dict[str, Any]:
 class DemoProvider(Provider):
     id: ClassVar[str] = "demo"
     display_name: ClassVar[str] = "Demo"
+    # Cached like a seller's figures (its own change by the hour), so a repeated `--demo
+    # status` answers from the cache as fast as a real account's; a purchase drops it.
+    usage_ttl: ClassVar[timedelta] = timedelta(minutes=5)
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.LIST_ESIMS,
             Capability.TOPUPS,
             Capability.CATALOGUE,
             Capability.BUY_TOPUP,
+            Capability.BUY_ESIM,
             Capability.FIND_ORDER,
             Capability.ORDERS,
             Capability.BALANCE,
@@ -239,7 +293,13 @@ class DemoProvider(Provider):
             sim = next(s for s in state["esims"] if s["iccid"] == order["iccid"])
             alive = self._esim(sim, apply_at).state in (EsimState.ACTIVE, EsimState.NOT_ACTIVE)
             data, days = order["data"], order["days"]
-            if data is None or (sim["total"] is None and alive):
+            if order.get("daily") is not None:  # a day pass: its shape, for its days
+                sim["total"] = sim["remaining"] = None
+                sim["daily"], sim["after"] = order["daily"], order["after"]
+                sim["speed"] = order.get("speed")
+                if not alive:
+                    sim["activated_at"] = iso(now)
+            elif data is None or (sim["total"] is None and alive):
                 sim["total"] = sim["remaining"] = None  # unlimited stays unlimited
             elif sim["total"] is None or not alive:
                 sim["total"] = sim["remaining"] = data
@@ -288,12 +348,34 @@ class DemoProvider(Provider):
             stacking="stacks" if kind == "topup" else None,
         )
 
+    def _day_pass(
+        self, row: tuple[str, str, float, str, str | None, str, str, tuple[str, ...]]
+    ) -> Plan:
+        pid, name, gb, after, speed, amount, cur, countries = row
+        return Plan(
+            id=pid,
+            account=self.account,
+            provider=self.id,
+            name=name,
+            kind="topup",
+            data_bytes=None,
+            unlimited=after == AfterAllowance.REDUCED_SPEED,
+            validity_days=1,
+            price=Money(Decimal(amount), cur),
+            countries=countries,
+            stacking="stacks",
+            per_day=True,
+            daily=DailyAllowance(int(gb * GB), AfterAllowance(after), speed),
+        )
+
     async def topups(self, esim: Esim) -> list[Plan]:
         countries = set(esim.ref.get("countries", "").split(","))
-        return [self._plan(r) for r in CATALOGUE if r[7] == "topup" and countries & set(r[6])]
+        plans = [self._plan(r) for r in CATALOGUE if r[7] == "topup" and countries & set(r[6])]
+        return plans + [self._day_pass(r) for r in DAY_PASSES if countries & set(r[7])]
 
     async def catalogue(self, country: str) -> list[Plan]:
-        return [self._plan(r) for r in CATALOGUE if country.upper() in r[6]]
+        plans = [self._plan(r) for r in CATALOGUE if country.upper() in r[6]]
+        return plans + [self._day_pass(r) for r in DAY_PASSES if country.upper() in r[7]]
 
     def _order(self, o: dict[str, Any]) -> Order:
         created = parse_iso(o["created_at"])
@@ -310,6 +392,7 @@ class DemoProvider(Provider):
             state=OrderState.COMPLETED if o.get("applied", True) else OrderState.PENDING,
             source="provider",
             reference=o.get("reference"),
+            extra={"kind": "new"} if o.get("kind") == "new" else {},
         )
 
     async def orders(self) -> list[Order]:
@@ -326,7 +409,27 @@ class DemoProvider(Provider):
     async def buy_topup(self, esim: Esim, plan: Plan, reference: str) -> Order:
         state = self._load()
         now = self.ctx.clock()
-        row = next((r for r in CATALOGUE if r[0] == plan.id and r[7] == "topup"), None)
+        base, days = split_days(plan.id)
+        day_pass = next((r for r in DAY_PASSES if r[0] == base), None)
+        row: tuple[str, str, float | None, int, str, str, tuple[str, ...], str] | None
+        if day_pass is not None:
+            if days is None:
+                raise InvalidInput(f"{base} is a day pass: say for how many days")
+            _, name, gb, after, speed, amount, cur, countries = day_pass
+            per_day = (name, int(gb * GB), after, speed)
+            row = (
+                plan.id,
+                f"{name} · {days} day{'s' if days != 1 else ''}",
+                None,
+                days,
+                str(Decimal(amount) * days),
+                cur,
+                countries,
+                "topup",
+            )
+        else:
+            per_day = None
+            row = next((r for r in CATALOGUE if r[0] == plan.id and r[7] == "topup"), None)
         if row is None:
             raise InvalidInput(f"the demo sells no top-up {plan.id!r}")
         if not any(s["iccid"] == esim.iccid for s in state["esims"]):
@@ -349,6 +452,8 @@ class DemoProvider(Provider):
             "data": None if row[2] is None else int(row[2] * GB),
             "days": row[3],
         }
+        if per_day is not None:
+            order["daily"], order["after"], order["speed"] = per_day[1:]
         state["orders"].insert(0, order)
         self._save(state)
         self._apply_due(state, now)
@@ -362,20 +467,94 @@ class DemoProvider(Provider):
                 return self._order(o)
         return None
 
+    # -- new eSIMs --------------------------------------------------------------------------
+
+    async def buy_esim(self, plan: Plan, reference: str) -> NewEsim:
+        state = self._load()
+        now = self.ctx.clock()
+        row = next((r for r in CATALOGUE if r[0] == plan.id and r[7] == "new"), None)
+        if row is None:
+            raise InvalidInput(f"the demo sells no new eSIM {plan.id!r}")
+        existing = next((o for o in state["orders"] if o.get("reference") == reference), None)
+        if existing is not None:  # the same intent sent twice is one order
+            return self._new(existing, state)
+        iccid = f"898110000000{len(state['esims']) + 1000:07d}"
+        order = {
+            "id": f"DEMO-{uuid.uuid4().hex[:8].upper()}",
+            "iccid": iccid,
+            "plan_id": plan.id,
+            "plan": row[1],
+            "amount": row[4],
+            "currency": row[5],
+            "created_at": iso(now),
+            "reference": reference,
+            "apply_at": iso(now),
+            "applied": True,
+            "kind": "new",
+            "lpa": f"LPA:1$smdp.demo.invalid${uuid.uuid4().hex[:16].upper()}",
+        }
+        total = None if row[2] is None else int(row[2] * GB)
+        state["esims"].append(
+            {
+                "iccid": iccid,
+                "label": None,
+                "plan": row[1],
+                "countries": list(row[6]),
+                "state": "not_active",
+                "total": total,
+                "remaining": total,
+                # Not installed yet: the date by which it must be (sellers give 180 days).
+                "expires_at": iso(now + timedelta(days=180)),
+                "packages": [],
+            }
+        )
+        state["orders"].insert(0, order)
+        self._save(state)
+        return self._new(order, state)
+
+    def _new(self, order: dict[str, Any], state: dict[str, Any]) -> NewEsim:
+        return NewEsim(
+            self._order(order),
+            iccid=order["iccid"],
+            activation=Activation(
+                order["lpa"],
+                apple_url="https://esimsetup.apple.com/esim_qrcode_provisioning?carddata="
+                + order["lpa"],
+                notes="Settings › Mobile Data › Add eSIM › Use QR Code; turn on Data Roaming "
+                "for this line when you land.",
+            ),
+        )
+
+    async def find_esim_order(self, reference: str, *, since: datetime) -> NewEsim | None:
+        state = self._load()
+        for o in state["orders"]:
+            if o.get("reference") == reference and o.get("kind") == "new":
+                return self._new(o, state)
+        return None
+
+    async def activation(self, iccid: str) -> Activation | None:
+        state = self._load()
+        for o in state["orders"]:
+            if o.get("iccid") == iccid and o.get("kind") == "new":
+                return self._new(o, state).activation
+        return None
+
 
 def esim_of(s: dict[str, Any], now: datetime, account: str, since: datetime | None = None) -> Esim:
     """The eSIM ``s`` at ``now``; ``since``: when the state was made (use since then
     is taken off the data left, a whole hour at a time)."""
-    unlimited = s["total"] is None
+    daily = _daily_of(s, now)
+    # A day pass that slows down never runs out; one that cuts off has no total either.
+    unlimited = s["total"] is None and (daily is None or daily.after != AfterAllowance.CUT_OFF)
     remaining = s["remaining"]
-    if since is not None and not unlimited and s["state"] == "active":
+    if since is not None and remaining is not None and s["state"] == "active":
         hours = max(int((now - since).total_seconds() // 3600), 0)
         remaining = max(remaining - USE_PER_DAY.get(s["iccid"], 0) * hours // 24, 0)
     state = EsimState(s["state"])
     expires = parse_iso(s["expires_at"])
     if state == EsimState.ACTIVE and expires is not None and expires <= now:
         state = EsimState.EXPIRED
-    if state == EsimState.ACTIVE and not unlimited and remaining <= 0:
+    if state == EsimState.ACTIVE and remaining is not None and remaining <= 0:
         state = EsimState.DEPLETED
     pkgs = [
         Package(name=p["name"], state="active", data_total_bytes=None, data_remaining_bytes=None)
@@ -396,7 +575,23 @@ def esim_of(s: dict[str, Any], now: datetime, account: str, since: datetime | No
         packages=tuple(pkgs),
         unit_base=1024,
         ref={"countries": ",".join(s["countries"])},
+        daily=daily,
     )
+
+
+def _daily_of(s: dict[str, Any], now: datetime) -> DailyAllowance | None:
+    """A day pass's allowance; it resets every 24 hours from the pass's activation."""
+    if s.get("daily") is None:
+        return None
+    resets = None
+    activated = parse_iso(s.get("activated_at"))
+    expires = parse_iso(s["expires_at"])
+    if activated is not None:
+        elapsed = max((now - activated) // timedelta(days=1) + 1, 1)
+        resets = activated + timedelta(days=elapsed)
+        if expires is not None and resets >= expires:
+            resets = None
+    return DailyAllowance(int(s["daily"]), AfterAllowance(s["after"]), s.get("speed"), resets)
 
 
 def seed_history(ledger: Any, now: datetime, account: str = "demo") -> None:

@@ -142,10 +142,11 @@ def load(provider_id: str) -> type[Provider]:
     if not isinstance(getattr(cls, "display_name", None), str):
         raise ConfigError(f"provider {provider_id!r} ({what}) sets no display_name")
     caps: frozenset[Capability] = getattr(cls, "capabilities", frozenset())
-    if Capability.BUY_TOPUP in caps and Capability.FIND_ORDER not in caps:
+    buys = Capability.BUY_TOPUP in caps or Capability.BUY_ESIM in caps
+    if buys and Capability.FIND_ORDER not in caps:
         # Without a lookup by reference, one lost answer would block the eSIM for good.
         raise ConfigError(
-            f"provider {provider_id!r} ({what}) can buy (buy_topup) but cannot look an order "
-            "up by its reference (find_order): esimctl buys only where it can check"
+            f"provider {provider_id!r} ({what}) can buy but cannot look an order up by its "
+            "reference (find_order): esimctl buys only where it can check"
         )
     return cls

@@ -89,18 +89,25 @@ def _spent(
 def check_limits(
     book: OrderBook,
     limits: Limits,
-    esim: Esim,
+    esim: Esim | None,
     plan: Plan,
     *,
     planned: Sequence[Planned] = (),
 ) -> None:
     """Raise ``LimitRefused`` (exit 5) if buying ``plan`` for ``esim`` breaks a limit,
-    counting what the ledger holds as paid or possibly paid, and ``planned``."""
+    counting what the ledger holds as paid or possibly paid, and ``planned``. ``esim``
+    None: a new eSIM (no per-eSIM limit applies to it)."""
     price = plan.price
-    what = f"{plan.name} for {describe(esim)}"
+    what = f"{plan.name} for {describe(esim)}" if esim is not None else f"a new eSIM of {plan.name}"
     problem = validate.price_problem(price) if price is not None else None
     if problem:
         raise LimitRefused(f"refused: {what}: {problem}")
+    if plan.per_day and plan.days is None:
+        # Its price is one day's: what the purchase would cost is not known yet.
+        raise LimitRefused(
+            f"refused: {what} is a day pass priced per day; name the number of days "
+            "(price × days is what counts against every limit)"
+        )
     if price is None and limits.require_price:
         raise LimitRefused(
             f"refused: the price of {what} is unknown; esimctl buys only what has a price"
@@ -108,7 +115,7 @@ def check_limits(
     for cap, where in limits.caps:
         check_price(price, cap, where=where, what=what)
     now = book.clock()
-    if limits.max_per_day is not None:
+    if limits.max_per_day is not None and esim is not None:
         most, where = limits.max_per_day
         day = book.spent(since=now - timedelta(days=1), account=esim.account, iccid=esim.iccid)
         count = len(day) + sum(1 for a, i, _ in planned if (a, i) == (esim.account, esim.iccid))
@@ -132,6 +139,8 @@ def check_limits(
                 f"refused: {what} costs {price}; the monthly_budget of {budget.where} has no "
                 f"amount in {price.currency}"
             )
+        if budget.per_esim and esim is None:
+            continue
         so_far = _spent(book, price.currency, month, esim if budget.per_esim else None, planned)
         if so_far + price.amount > amount.amount:
             raise LimitRefused(
@@ -140,12 +149,12 @@ def check_limits(
             )
 
 
-def over_limit(book: OrderBook, limits: Limits, esim: Esim, row: LedgerOrder) -> str | None:
+def over_limit(book: OrderBook, limits: Limits, esim: Esim | None, row: LedgerOrder) -> str | None:
     """After a purchase: does what it counts (``row.price``) break a cap or a budget?"""
     price = row.price
     if price is None:
         return None
-    what = f"{row.plan} for {describe(esim)}"
+    what = f"{row.plan} for {describe(esim)}" if esim is not None else f"a new eSIM of {row.plan}"
     for cap, where in limits.caps:
         if price.currency != cap.currency or price.amount > cap.amount:
             return f"{what} was charged {price}, above {where} ({cap})"
@@ -159,6 +168,8 @@ def over_limit(book: OrderBook, limits: Limits, esim: Esim, row: LedgerOrder) ->
                 f"{what} was charged {price}; the monthly_budget of {budget.where} has no "
                 f"amount in {price.currency}"
             )
+        if budget.per_esim and esim is None:
+            continue
         so_far = _spent(book, price.currency, month, esim if budget.per_esim else None, ())
         if so_far > amount.amount:
             return (

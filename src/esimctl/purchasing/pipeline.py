@@ -52,7 +52,7 @@ from esimctl.errors import (
     TemporaryFailure,
 )
 from esimctl.ledger import LedgerError, LedgerOrder
-from esimctl.models import Esim, Money, Order, OrderState, Plan
+from esimctl.models import Esim, Money, NewEsim, Order, OrderState, Plan
 from esimctl.output.human import describe
 from esimctl.providers.base import Capability, Provider
 from esimctl.purchasing import book as orders
@@ -72,11 +72,15 @@ def checkpoint(env: Env, step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def unreported_found(env: Env, account: str, iccid: str, plan_id: str) -> LedgerOrder | None:
-    """An order of this eSIM and plan that reconciliation found at the provider after its
-    answer was lost, and that no renew has shown the user yet: a retry of the same intent."""
+def unreported_found(env: Env, account: str, iccid: str | None, plan_id: str) -> LedgerOrder | None:
+    """An order of this eSIM (``iccid``; None: a new eSIM) and plan that reconciliation
+    found at the provider after its answer was lost, and that no command has shown the user
+    yet: a retry of the same intent."""
     since = env.now() - RETRY_REPORT_WINDOW
-    for row in env.orders.spent(account=account, iccid=iccid, since=since):
+    rows = env.orders.spent(account=account, iccid=iccid, since=since)
+    for row in rows:
+        if iccid is None and not is_new(row):
+            continue
         if row.plan_id == plan_id and not orders.is_unresolved(row) and _found_unreported(row):
             return row
     return None
@@ -93,7 +97,11 @@ def found_by_reconciling(row: LedgerOrder) -> bool:
 
 
 def _found_unreported(row: LedgerOrder) -> bool:
-    return found_by_reconciling(row) and not row.detail.get("reported")
+    """An order the pipeline recorded (an answer, or a lookup after a lost one) that no
+    command has shown the user yet: the run that placed it was killed, or lost the answer.
+    A retry of the same purchase gets this order, not a second one."""
+    recorded = found_by_reconciling(row) or "charged" in row.detail
+    return recorded and not row.detail.get("reported")
 
 
 def new_reference() -> str:
@@ -106,11 +114,18 @@ async def reconcile(env: Env, provider: Provider) -> list[LedgerOrder]:
     for row in env.orders.unresolved(account=provider.account):
         if Capability.FIND_ORDER not in provider.capabilities or not row.reference:
             continue
-        found = await provider.find_order(
-            row.reference, iccid=row.iccid, since=row.created_at - LOOKUP_SLACK
-        )
+        since = row.created_at - LOOKUP_SLACK
+        how = "found at the provider by reference"
+        if is_new(row):
+            new = await provider.find_esim_order(row.reference, since=since)
+            if new is not None:
+                changed.append(_record_found(env, row, new.order, how, iccid=new.iccid))
+                continue
+            found = None
+        else:
+            found = await provider.find_order(row.reference, iccid=row.iccid, since=since)
         if found is not None:
-            changed.append(_record_found(env, row, found, "found at the provider by reference"))
+            changed.append(_record_found(env, row, found, how))
         elif env.now() - row.created_at >= provider.order_lookup_lag:
             changed.append(
                 env.orders.record_refused(
@@ -120,18 +135,62 @@ async def reconcile(env: Env, provider: Provider) -> list[LedgerOrder]:
     return changed
 
 
-def _record_found(env: Env, row: LedgerOrder, found: Order, how: str) -> LedgerOrder:
+def _record_found(
+    env: Env, row: LedgerOrder, found: Order, how: str, *, iccid: str | None = None
+) -> LedgerOrder:
     """An order found at the provider after its answer was lost: pending, with what it
     counts (the larger of listed and charged) and what the provider says it charged."""
     counted, note = counted_price(row.price, found.price)
     detail: dict[str, object] = {"reconciled": how, "charged": _charged_json(found.price)}
     if note:
         detail["price_note"] = note
-    return env.orders.record_taken(row, provider_order_id=found.id, price=counted, detail=detail)
+    taken = env.orders.record_taken(
+        row, provider_order_id=found.id, price=counted, detail=detail, iccid=iccid
+    )
+    if iccid:
+        label_new_esim(env, taken)
+    return taken
 
 
-def unresolved_intent(env: Env, account: str, iccid: str) -> LedgerOrder | None:
-    rows = env.orders.unresolved(account=account, iccid=iccid)
+def is_new(row: LedgerOrder) -> bool:
+    """An order for a new eSIM (``esimctl buy``), not a top-up."""
+    return row.detail.get("kind") == "new"
+
+
+def label_new_esim(env: Env, row: LedgerOrder) -> None:
+    """The label given at purchase (``buy --label Tokyo``), written to config once the
+    seller has allocated the eSIM. A label the config has already is kept."""
+    label = row.detail.get("label")
+    if not label or not row.iccid or env.config.label_for(row.iccid):
+        return
+    env.config.raw.setdefault("esims", {})[row.iccid] = {"label": str(label)}
+    env.config.save()
+
+
+async def allocate(env: Env, provider: Provider) -> list[LedgerOrder]:
+    """New-eSIM orders the seller took but had not allocated yet (eSIM Access allocates
+    profiles asynchronously): their eSIM, once the seller tells it."""
+    done = []
+    for row in env.orders.awaiting(account=provider.account):
+        if not is_new(row) or row.iccid or not row.reference:
+            continue
+        new = await provider.find_esim_order(row.reference, since=row.created_at - LOOKUP_SLACK)
+        if new is not None and new.iccid:
+            row = env.orders.record_taken(row, iccid=new.iccid)
+            label_new_esim(env, row)
+            done.append(row)
+    return done
+
+
+def _unresolved_for(env: Env, account: str, esim: Esim | None, plan: Plan) -> LedgerOrder | None:
+    """An intent of the same kind whose outcome is still unknown: for a top-up, any on
+    that eSIM; for a new eSIM, one of the same plan on the account."""
+    if esim is not None:
+        rows = env.orders.unresolved(account=account, iccid=esim.iccid)
+    else:
+        rows = [
+            r for r in env.orders.unresolved(account=account) if is_new(r) and r.plan_id == plan.id
+        ]
     return rows[0] if rows else None
 
 
@@ -150,22 +209,25 @@ def _journal(env: Env, what: str, **fields: Any) -> LedgerOrder:
 async def buy(
     env: Env,
     provider: Provider,
-    esim: Esim,
+    esim: Esim | None,
     plan: Plan,
     *,
     need: str | None = None,
+    label: str | None = None,
     progress: Progress | None = None,
 ) -> LedgerOrder:
     """Journal the intent, send one purchase, record the outcome. Never sends twice.
 
+    ``esim``: the eSIM a top-up is for; None buys a new eSIM (``label``: its name to be).
     Ctrl-C while the request is in flight does not drop its answer: the request finishes
     (bounded by its own timeout), its outcome is recorded, and then the interruption goes
     on. A second Ctrl-C stops at once; the intent in the ledger is reconciled next run."""
     progress = progress if progress is not None else Progress()
-    waiting = unresolved_intent(env, provider.account, esim.iccid)
+    waiting = _unresolved_for(env, provider.account, esim, plan)
     if waiting is not None:
+        what = f"eSIM {esim.iccid}" if esim is not None else f"a new eSIM of {plan.name}"
         raise TemporaryFailure(
-            f"an earlier purchase for eSIM {esim.iccid} ({waiting.plan}) has an unknown outcome "
+            f"an earlier purchase for {what} ({waiting.plan}) has an unknown outcome "
             "and the provider does not show it yet; nothing was bought, retry later",
             account=provider.account,
             provider=provider.id,
@@ -174,24 +236,36 @@ async def buy(
     # anything is journalled or sent, rather than at the shielded request below.
     await asyncio.sleep(0)
     reference = new_reference()
+    intent: dict[str, Any]
+    if esim is not None:
+        what, intent = f"{plan.name} on {describe(esim)}", {"before": esim_to_cache(esim)}
+    else:
+        what, intent = f"a new eSIM of {plan.name}", {"kind": "new", "label": label}
     row = _journal(
         env,
-        f"{plan.name} on {describe(esim)}",
+        what,
         account=provider.account,
         provider=provider.id,
-        iccid=esim.iccid,
+        iccid=esim.iccid if esim is not None else None,
         plan_id=plan.id,
         plan=plan.name,
         price=plan.price,
         reference=reference,
         need=need,
-        detail={"before": esim_to_cache(esim)},
+        detail=intent,
     )
     progress.row = row
     checkpoint(env, "before_request")
     progress.sent = True
     interrupted = False
-    request = asyncio.ensure_future(provider.buy_topup(esim, plan, reference))
+
+    async def send() -> Order:
+        if esim is not None:
+            return await provider.buy_topup(esim, plan, reference)
+        progress.new = await provider.buy_esim(plan, reference)
+        return progress.new.order
+
+    request = asyncio.ensure_future(send())
     try:
         try:
             order = await asyncio.shield(request)
@@ -203,14 +277,21 @@ async def buy(
     except OutcomeUnknown as exc:
         # Look once right away: many providers show the order at once.
         if Capability.FIND_ORDER in provider.capabilities and not interrupted:
+            since = row.created_at - LOOKUP_SLACK
+            iccid = None
             try:
-                found = await provider.find_order(
-                    reference, iccid=esim.iccid, since=row.created_at - LOOKUP_SLACK
-                )
+                if esim is None:
+                    progress.new = await provider.find_esim_order(reference, since=since)
+                    found = progress.new.order if progress.new is not None else None
+                    iccid = progress.new.iccid if progress.new is not None else None
+                else:
+                    found = await provider.find_order(reference, iccid=esim.iccid, since=since)
             except EsimctlError:
                 found = None
             if found is not None:
-                progress.row = _record_found(env, row, found, "found right after the answer")
+                progress.row = _record_found(
+                    env, row, found, "found right after the answer", iccid=iccid
+                )
                 return progress.row
         if interrupted:
             raise asyncio.CancelledError from exc
@@ -222,7 +303,7 @@ async def buy(
         if interrupted:
             raise asyncio.CancelledError from exc
         raise OutcomeUnknown(
-            f"the purchase of {plan.name} on {describe(esim)} may have gone through, but the "
+            f"the purchase of {what} may have gone through, but the "
             f"ledger could not record it ({exc.message}); the next run looks it up with "
             f"{provider.display_name} before anything is bought again",
             account=provider.account,
@@ -241,12 +322,17 @@ async def buy(
     }
     if note:
         detail["price_note"] = note
+    allocated = progress.new.iccid if esim is None and progress.new is not None else None
     try:
-        row = env.orders.record_taken(row, provider_order_id=order.id, price=counted, detail=detail)
+        row = env.orders.record_taken(
+            row, provider_order_id=order.id, price=counted, detail=detail, iccid=allocated
+        )
+        if allocated:
+            label_new_esim(env, row)
     except (EsimctlError, sqlite3.Error, OSError) as exc:
         why = exc.message if isinstance(exc, EsimctlError) else str(exc)
         raise OutcomeUnknown(
-            f"the purchase of {plan.name} on {describe(esim)} may have gone through (order "
+            f"the purchase of {what} may have gone through (order "
             f"{order.id}), but the ledger could not record it ({why}); free the space, and "
             "the next run reconciles it with the provider before anything is bought again",
             account=provider.account,
@@ -275,6 +361,8 @@ class Progress:
     row: LedgerOrder | None = None
     #: The purchase request has left (its outcome may be unknown).
     sent: bool = False
+    #: A new eSIM's answer: its ICCID (once allocated) and how to install it.
+    new: NewEsim | None = None
 
 
 @contextmanager
@@ -323,11 +411,13 @@ def interrupted_message(progress: Progress, env: Env) -> tuple[str, LedgerOrder 
 
 @dataclass(frozen=True)
 class Purchase:
-    """One intent to buy: what, for which eSIM, within which limits."""
+    """One intent to buy: what, for which eSIM (None: a new eSIM), within which limits."""
 
-    esim: Esim
+    esim: Esim | None
     plan: Plan
     limits: Limits
+    #: A new eSIM's name to be (``buy --label Tokyo``).
+    label: str | None = None
     #: What ``renew --auto`` buys for (one purchase per need); None for a command by hand.
     need: str | None = None
     #: ``--again``: buy although the same plan was just bought on this eSIM.
@@ -339,6 +429,8 @@ class Purchase:
 
     @property
     def what(self) -> str:
+        if self.esim is None:
+            return f"a new eSIM of {self.plan.name}"
         return f"{self.plan.name} on {describe(self.esim)}"
 
 
@@ -357,13 +449,15 @@ class Bought:
         return self.row.to_order().id
 
 
-def recent_duplicates(env: Env, esim: Esim, plan: Plan) -> list[LedgerOrder]:
-    """Orders of the same plan on the same eSIM that a repeated command would repeat:
-    still open (any age), or paid within ``DUPLICATE_WINDOW``."""
+def recent_duplicates(env: Env, p: Purchase) -> list[LedgerOrder]:
+    """Orders of the same plan on the same eSIM (or new eSIMs of the same plan on the same
+    account) that a repeated command would repeat: still open (any age), or paid within
+    ``DUPLICATE_WINDOW``."""
     since = env.now() - DUPLICATE_WINDOW
     out = []
-    for row in env.orders.spent(account=esim.account, iccid=esim.iccid):
-        if row.plan_id != plan.id:
+    iccid = p.esim.iccid if p.esim is not None else None
+    for row in env.orders.spent(account=p.plan.account, iccid=iccid):
+        if row.plan_id != p.plan.id or (p.esim is None) != is_new(row):
             continue
         if orders.is_unresolved(row) or _found_unreported(row):
             continue  # the same intent, not a new one: buy_once reconciles and reports it
@@ -378,14 +472,15 @@ def check_duplicate(env: Env, p: Purchase) -> Purchase:
     the user accepted, so a second check in the lock asks only about new ones."""
     if not p.duplicates:
         return p
-    rows = [r for r in recent_duplicates(env, p.esim, p.plan) if r.id not in p.accepted]
+    rows = [r for r in recent_duplicates(env, p) if r.id not in p.accepted]
     accepted = replace(p, accepted=p.accepted | {r.id for r in rows})
     if p.again or not rows:
         return accepted
     row = rows[0]
     state = "applied" if orders.is_served(row) else "still pending"
+    where = f"on {describe(p.esim)}" if p.esim is not None else "as a new eSIM"
     earlier = (
-        f"{p.plan.name} was bought {_ago(row.created_at, env.now())} on {describe(p.esim)} "
+        f"{p.plan.name} was bought {_ago(row.created_at, env.now())} {where} "
         f"(order {row.to_order().id}, {state})"
     )
     if env.can_prompt:
@@ -396,7 +491,7 @@ def check_duplicate(env: Env, p: Purchase) -> Purchase:
         return accepted
     raise LimitRefused(
         f"refused: {earlier}; pass --again to buy another "
-        f"(the same top-up within {int(DUPLICATE_WINDOW.total_seconds() // 60)} min, or "
+        f"(the same purchase within {int(DUPLICATE_WINDOW.total_seconds() // 60)} min, or "
         "while one is pending, is taken for a repeated command)"
     )
 
@@ -452,19 +547,25 @@ async def buy_once(
     await reconcile(env, provider)
     # A retry after "outcome unknown" is the same intent: if the earlier request went
     # through after all, report that order instead of buying a second one.
-    found = unreported_found(env, provider.account, p.esim.iccid, p.plan.id)
+    found = unreported_found(
+        env, provider.account, p.esim.iccid if p.esim is not None else None, p.plan.id
+    )
     if found is not None:
         return Bought(env.orders.note_quietly(found, reported=True), earlier=True)
     p = precheck(env, p)
     if consent is not None:
         consent(p)
-    # Fresh figures as "before": what a list gave may lack what is_applied compares.
-    before = await provider.get_esim(p.esim.iccid)
-    if before.label is None and p.esim.label:
-        before = replace(before, label=p.esim.label)
+    before = None
+    if p.esim is not None:
+        # Fresh figures as "before": what a list gave may lack what is_applied compares.
+        before = await provider.get_esim(p.esim.iccid)
+        if before.label is None and p.esim.label:
+            before = replace(before, label=p.esim.label)
     progress = progress if progress is not None else Progress()
     try:
-        row = await buy(env, provider, before, p.plan, need=p.need, progress=progress)
+        row = await buy(
+            env, provider, before, p.plan, need=p.need, label=p.label, progress=progress
+        )
     except asyncio.CancelledError:
         # Interrupted after the order was recorded: a charge beyond a limit is still marked.
         done = progress.row
@@ -498,6 +599,23 @@ def dry_run_order(env: Env, esim: Esim, plan: Plan, *, order_id: str = "dry-run"
         created_at=env.now(),
         state=OrderState.DRY_RUN,
         source="local",
+    )
+
+
+def dry_run_order_new(env: Env, plan: Plan) -> Order:
+    """The order a dry run of ``buy`` reports: a new eSIM of ``plan``, state ``dry_run``."""
+    return Order(
+        id="dry-run",
+        account=plan.account,
+        provider=plan.provider,
+        iccid=None,
+        plan_id=plan.id,
+        plan=plan.name,
+        price=plan.price,
+        created_at=env.now(),
+        state=OrderState.DRY_RUN,
+        source="local",
+        extra={"kind": "new"},
     )
 
 

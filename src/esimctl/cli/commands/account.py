@@ -116,11 +116,13 @@ def run_list(env: Env) -> Result:
     rows = []
     table = Table(
         [
-            Column("NAME", style="bold"),
-            Column("PROVIDER"),
+            Column("NAME", style="bold", stack="title"),
+            Column("PROVIDER", stack="badge"),
             Column("BASE URL"),
-            Column("SECRETS", no_wrap=False),
-        ]
+            Column("SECRETS", no_wrap=False, breaks="; "),
+        ],
+        # On a narrow terminal: the secrets' sources, then the base URL, on lines of their own.
+        give_way=[("SECRETS", "line"), ("BASE URL", "line")],
     )
     for acc in env.config.accounts():
         try:

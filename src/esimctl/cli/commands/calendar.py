@@ -215,7 +215,10 @@ def deadlines_of(e: Esim, f: Forecast | None, now: datetime) -> list[Deadline]:
 
 def _figures(e: Esim, now: datetime) -> str:
     plan = e.plan or "plan unknown"
-    if e.unlimited:
+    daily = human.allowance(e, now, sep=", ")
+    if daily is not None:
+        data = daily
+    elif e.unlimited:
         data = "unlimited data"
     elif e.data_remaining_bytes is None:
         data = "data left unknown"

@@ -43,6 +43,7 @@ from .values import (
     PLAN_ID,
     activation,
     activation_in_future,
+    check_label_free,
     countries,
     data_size,
     days,
@@ -127,19 +128,8 @@ class AddEsimOptions:
     plan: str | None = None
     order_number: str | None = None
     force: bool = False
-
-
-def check_label_free(env: Env, label: str) -> None:
-    """A label names one eSIM: not digits (they read as an ICCID suffix), not taken."""
-    if label.isdigit():
-        raise InvalidInput(f"invalid label {label!r}: digits read as an ICCID; add a letter")
-    from esimctl.serialize import esim_from_cache
-
-    known = [esim_from_cache(d) for d in env.ledger.latest_snapshots()]
-    labels = {(env.config.label_for(e.iccid) or e.label or "").lower(): e for e in known}
-    taken = labels.get(label.lower())
-    if taken is not None:
-        raise InvalidInput(f"label {label!r} is taken by eSIM {taken.iccid} ({taken.account})")
+    #: Its activation code (``LPA:1$SM-DP+$matching id``): a secret, kept in the keyring.
+    lpa: str | None = None
 
 
 def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
@@ -177,7 +167,14 @@ def run_add_esim(opts: AddEsimOptions, env: Env) -> Result:
     package = ManualEsim(iccid, acc.name, label, where, plan, data, n_days, until, activated, now)
     problems = [activation_in_future(activated, now), end_in_past(package.first_end, now)]
     insist(env, [p for p in problems if p], force=opts.force, what="record this eSIM")
+    lpa = (opts.lpa or "").strip() or None
+    if lpa is not None and not (lpa.upper().startswith("LPA:1$") and lpa.count("$") >= 2):
+        raise InvalidInput("invalid --lpa: an activation code reads LPA:1$<SM-DP+ address>$<code>")
     store.add_esim(package)
+    if lpa is not None:
+        from .install import keep_lpa
+
+        keep_lpa(env, acc.name, iccid, lpa)
     order = None
     if paid is not None or number is not None:
         bought = activated if activated is not None and activated < now else now
@@ -529,4 +526,57 @@ def run_plan_remove(opts: PlanRemoveOptions, env: Env) -> Result:
         command="esim plan remove",
         data={"account": acc.name, "id": opts.id},
         lines=[f"[green]✓[/] plan {esc(opts.id)} removed from {acc.name}"],
+    )
+
+
+# -- esim plan list ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanListOptions:
+    #: Only this manual seller's account; None: every one.
+    account: str | None = None
+
+
+def run_plan_list(opts: PlanListOptions, env: Env) -> Result:
+    from esimctl.output.emit import Column, Table
+
+    if opts.account:
+        accounts = [manual_account(env, opts.account)[0]]
+    else:
+        accounts = [a for a in env.config.accounts() if a.provider == ManualProvider.id]
+    plans = []
+    for acc in accounts:
+        provider = manual_account(env, acc.name)[1]
+        plans += [provider.plan(p) for p in provider.store.plans(acc.name)]
+    records = [plan_json(p) for p in plans]
+    table = Table(
+        [
+            Column("ACCOUNT", hide_if_uniform=True, stack="flow", stacked="account {}"),
+            Column("ID", style="bold", stack="title"),
+            Column("NAME", no_wrap=False, min_width=12, stack="line", key=""),
+            Column("DATA", justify="right", stack="flow"),
+            Column("DAYS", justify="right", stack="flow", stacked="{} d"),
+            Column("PRICE", justify="right", stack="badge"),
+        ],
+        # On a narrow terminal the name is shortened first, then ACCOUNT dropped.
+        give_way=[("NAME", "flex"), ("ACCOUNT", "drop")],
+        stack_order=["ID", "PRICE", "NAME", "DATA", "DAYS", "ACCOUNT"],
+    )
+    for p in plans:
+        table.add(
+            p.account,
+            p.id,
+            p.name,
+            human.size(p.data_bytes, p.unit_base) if p.data_bytes else "—",
+            str(p.validity_days or "—"),
+            human.money(p.price),
+        )
+    where = f"on {opts.account}" if opts.account else "on any manual seller's account"
+    return Result(
+        command="esim plan list",
+        data={"plans": records},
+        table=table,
+        records=records,
+        empty=f"no seller plans saved {where}: esimctl esim plan add ACCOUNT ID ...",
     )

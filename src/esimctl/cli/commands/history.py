@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from esimctl import parsing
@@ -15,9 +16,9 @@ from esimctl.config import AccountConfig
 from esimctl.env import Env
 from esimctl.errors import InvalidInput, NotFound
 from esimctl.ledger import LedgerOrder
-from esimctl.models import Money, Order, OrderState
+from esimctl.models import Esim, Money, Order, OrderState
 from esimctl.output import human
-from esimctl.output.emit import Column, Table
+from esimctl.output.emit import Cell, Column, Table
 from esimctl.output.human import esc
 from esimctl.providers.base import Capability, Provider
 from esimctl.serialize import esim_from_cache, iso, order_json
@@ -35,12 +36,16 @@ class HistoryOptions:
     local_only: bool = False
 
 
-def _esim_filter(env: Env, name: str, orders: list[Order]) -> str:
+def _known_esims(env: Env) -> list[Esim]:
+    """The eSIMs esimctl has seen (the ledger's last figures), with their labels."""
+    return [with_label(env, esim_from_cache(d)) for d in env.ledger.latest_snapshots()]
+
+
+def _esim_filter(name: str, orders: list[Order], esims: list[Esim]) -> str:
     """An eSIM name for history: ICCID, suffix or label, known from orders or the cache."""
-    esims = [esim_from_cache(d) for d in env.ledger.latest_snapshots()]
     if esims:
         try:
-            return match_esim(name, [with_label(env, e) for e in esims]).iccid
+            return match_esim(name, esims).iccid
         except InvalidInput:
             pass
     n = name.strip()
@@ -126,42 +131,30 @@ def run_history(opts: HistoryOptions, env: Env) -> Result:
     if since:
         provider_orders = [o for o in provider_orders if o.created_at >= since]
     orders = merge(local, provider_orders)
+    known = _known_esims(env)
     if opts.esim:
-        iccid = _esim_filter(env, opts.esim, orders)
+        iccid = _esim_filter(opts.esim, orders, known)
         orders = [o for o in orders if o.iccid == iccid]
     if opts.limit:
         orders = orders[: opts.limit]
-    records = [{**order_json(o), "account_removed": o.account in removed} for o in orders]
+    labels = {e.iccid: e.label for e in known if e.label}
+    for o in orders:  # an eSIM no longer listed keeps the label config gives it
+        if o.iccid and o.iccid not in labels:
+            labels[o.iccid] = env.config.label_for(o.iccid) or ""
+    records = [
+        {
+            **order_json(o),
+            "label": labels.get(o.iccid or "") or None,
+            "account_removed": o.account in removed,
+        }
+        for o in orders
+    ]
     sums = totals(orders)
-    table = Table(
-        [
-            Column("DATE"),
-            Column("ACCOUNT", hide_if_uniform=True, optional=3),
-            Column("ICCID"),
-            Column("PLAN", no_wrap=False, min_width=12),
-            Column("PRICE", justify="right"),
-            Column("STATE"),
-            Column("ORDER", optional=1),
-            Column("SOURCE", optional=2),
-        ]
-    )
-    colours = {"completed": "green", "pending": "yellow", "failed": "red"}
-    for o in orders:
-        gone = o.account in removed
-        table.add(
-            (human.local_time(o.created_at), _iso(o)),
-            (f"{esc(o.account)} [dim](removed)[/]", o.account) if gone else o.account,
-            o.iccid or "—",
-            o.plan or o.plan_id or "—",
-            human.money(o.price),
-            (f"[{colours.get(o.state.value, 'dim')}]{o.state.value}[/]", o.state.value),
-            o.id,
-            o.source,
-        )
-    if sums and env.stdout_tty:
+    table = _table(orders, labels, removed, env.now())
+    if sums:
         table.footer.append("total: " + ", ".join(f"{t['amount']} {t['currency']}" for t in sums))
     shown_removed = sorted({o.account for o in orders if o.account in removed})
-    if shown_removed and env.stdout_tty:
+    if shown_removed:
         table.footer.append(
             f"[dim]from removed account(s) {esc(', '.join(shown_removed))}: kept in the ledger[/]"
         )
@@ -172,8 +165,88 @@ def run_history(opts: HistoryOptions, env: Env) -> Result:
         errors=list(fetched.errors),
         exit_code=fetched.exit_code,
         records=records,
-        empty="no orders yet",
+        empty=_nothing(opts, since),
     )
+
+
+def _nothing(opts: HistoryOptions, since: datetime | None) -> str:
+    """What an empty history says: "no orders yet", or which filter matched nothing."""
+    where = []
+    if opts.esim:
+        where.append(f"for {opts.esim}")
+    if opts.accounts:
+        where.append(f"on {', '.join(opts.accounts)}")
+    if since is not None:
+        where.append(f"since {human.local_time(since)}")
+    return f"no orders {' '.join(where)}" if where else "no orders yet"
+
+
+def _table(orders: list[Order], labels: dict[str, str], removed: set[str], now: datetime) -> Table:
+    table = Table(
+        [
+            Column("DATE", stack="flow"),
+            Column("LABEL", style="bold", stack="title"),
+            Column("ICCID", stack="flow"),
+            Column("PLAN", no_wrap=False, min_width=12, stack="line", key=""),
+            Column("PRICE", justify="right", stack="badge"),
+            Column("STATE", stack="badge"),
+            Column("ORDER", stack="flow", stacked="order {}"),
+            Column("ACCOUNT", hide_if_uniform=True, stack="flow", stacked="account {}"),
+            Column("SOURCE", stack="hide"),
+        ],
+        # What gives way first on a narrow terminal (docs/commands/history.md): the order id
+        # (what the seller's support asks for) and the label stay at 80 columns.
+        give_way=[
+            ("SOURCE", "drop"),
+            ("ICCID", "drop"),  # the label, or the ICCID's end without one, stays
+            ("DATE", "short"),  # Nov 24 12:35 this year
+            ("PLAN", "flex"),
+            ("ACCOUNT", "drop"),
+            ("PLAN", "line"),
+        ],
+        stack_order=["LABEL", "PRICE", "STATE", "PLAN", "DATE", "ORDER", "ACCOUNT", "ICCID"],
+        # In a pipe: the fields of before, the label last.
+        tsv_order=[
+            "DATE",
+            "ACCOUNT",
+            "ICCID",
+            "PLAN",
+            "PRICE",
+            "STATE",
+            "ORDER",
+            "SOURCE",
+            "LABEL",
+        ],
+    )
+    colours = {"completed": "green", "pending": "yellow", "failed": "red"}
+    for o in orders:
+        gone = o.account in removed
+        iccid = o.iccid or ""
+        label = labels.get(iccid, "")
+        table.add(
+            Cell(
+                human.local_time(o.created_at),
+                _iso(o),
+                short=_short_date(o.created_at, now),
+                stacked=_short_date(o.created_at, now),
+            ),
+            Cell(esc(label or ("…" + iccid[-6:] if iccid else "—")), label),
+            ("…" + iccid[-6:], iccid) if iccid else "—",
+            o.plan or o.plan_id or "—",
+            human.money(o.price),
+            (f"[{colours.get(o.state.value, 'dim')}]{o.state.value}[/]", o.state.value),
+            o.id,
+            (f"{esc(o.account)} [dim](removed)[/]", o.account) if gone else o.account,
+            o.source,
+        )
+    return table
+
+
+def _short_date(when: datetime, now: datetime) -> str:
+    """``Nov 24 12:35`` this year, the full date and time otherwise."""
+    if when.astimezone().year == now.astimezone().year:
+        return human.short_local_time(when, now)
+    return human.local_time(when)
 
 
 def _iso(o: Order) -> str:

@@ -187,11 +187,14 @@ def _where(t: Target) -> str:
 def run_list(env: Env) -> Result:
     table = Table(
         [
-            Column("NAME", style="bold"),
-            Column("KIND"),
-            Column("URL FROM", no_wrap=False),
-            Column("EVENTS", no_wrap=False),
-        ]
+            Column("NAME", style="bold", stack="title"),
+            Column("KIND", stack="badge"),
+            Column("URL FROM", no_wrap=False, key="url from"),
+            Column("EVENTS", no_wrap=False, breaks=", "),
+        ],
+        # On a narrow terminal: the events, then where the URL is read from, on lines of
+        # their own.
+        give_way=[("EVENTS", "line"), ("URL FROM", "line")],
     )
     rows = []
     for t in load_targets(env):

@@ -15,17 +15,24 @@ from esimctl.env import Env
 from esimctl.errors import EsimctlError, Interrupted, InvalidInput, LimitRefused, Unsupported
 from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
-from esimctl.models import Esim, Money
+from esimctl.models import Esim, Money, Plan
 from esimctl.output import human
 from esimctl.output.human import describe, esc
 from esimctl.providers.base import Capability, Provider
 from esimctl.purchasing import pipeline
 from esimctl.purchasing.limits import check_limits
 from esimctl.serialize import order_json
-from esimctl.service import past_deadline, resolve_esim
+from esimctl.service import past_deadline, remember_topups, resolve_esim
 
 from .common import Result, confirm
-from .renew_common import RenewOptions, ensure_writable, limits_for, pick_plan
+from .renew_common import (
+    RenewOptions,
+    ask_days,
+    ensure_writable,
+    limits_for,
+    per_day_price,
+    pick_plan,
+)
 
 
 def run_renew(opts: RenewOptions, env: Env) -> Result:
@@ -55,7 +62,8 @@ def run_renew(opts: RenewOptions, env: Env) -> Result:
             account=provider.account,
             provider=provider.id,
         )
-    if not opts.plan:
+    if not opts.plan and not env.can_prompt:
+        # On a terminal the top-ups are offered (renew_menu); a script names its plan.
         raise InvalidInput(
             f"name the plan: esimctl renew {opts.esim} --plan PLAN "
             f"('esimctl plans {opts.esim}' lists them)"
@@ -69,6 +77,16 @@ def run_renew(opts: RenewOptions, env: Env) -> Result:
         return interrupted_result(env, progress)
     except EsimctlError as exc:
         raise exc.for_account(provider.account, provider.id) from None
+
+
+def _plan(env: Env, esim: Esim, plans: list[Plan], wanted: str | None) -> Plan:
+    """The plan named by ``--plan``, or (on a terminal, without it) the one chosen."""
+    remember_topups(env, esim, plans)  # for shell completion of --plan
+    if wanted:
+        return pick_plan(plans, wanted)
+    from .renew_menu import choose_plan
+
+    return choose_plan(env, esim, plans)
 
 
 def _accept_charge(opts: RenewOptions, env: Env) -> Result:
@@ -102,8 +120,11 @@ async def _renew(
         raise past_deadline(
             provider.display_name, deadline, provider.account, provider.id, then="; nothing bought"
         ) from None
-    plan = pick_plan(plans, opts.plan or "")
+    # A day pass: bought for --days N (asked on a terminal); N × its price is what counts.
+    plan = ask_days(env, _plan(env, esim, plans, opts.plan), opts.days, yes=opts.yes)
     what = f"{plan.name} for {human.money(plan.price)} on {describe(esim)}"
+    if plan.days is not None:
+        what += f" ({plan.days} days at {per_day_price(plan)})"
     purchase = pipeline.Purchase(esim, plan, limits_for(env, cap), again=opts.again)
     if opts.dry_run:
         check_limits(env.orders, purchase.limits, esim, plan)

@@ -47,7 +47,7 @@ from esimctl.errors import (
 from esimctl.forecast import Forecast
 from esimctl.ledger import LedgerOrder
 from esimctl.lock import RenewLock
-from esimctl.models import Esim, Money, Plan
+from esimctl.models import Esim, Money, Plan, split_days
 from esimctl.output import human
 from esimctl.output.human import describe, esc
 from esimctl.providers.base import Capability, Provider
@@ -58,7 +58,7 @@ from esimctl.serialize import money_json, order_json
 from esimctl.service import attention_for, fan_out, fetch_esims, forecast_of, select_accounts
 
 from .common import Result, confirm
-from .renew_common import RenewOptions
+from .renew_common import RenewOptions, with_days
 
 #: What a run did for one eSIM (``decisions[].action`` in JSON; docs/renewal-rules.md).
 ACTIONS = (
@@ -610,20 +610,31 @@ class AutoRun:
 
 
 def choose_plan(rule: Rule, plans: list[Plan], e: Esim, cap: Money | None) -> Plan:
-    """The plan id of the rule, or the cheapest top-up giving at least min_data and min_days."""
+    """The plan id of the rule (a day pass for its ``days``), or the cheapest top-up giving
+    at least min_data and min_days (day passes, priced per day, only when named)."""
     topups = [p for p in plans if p.kind == "topup"]
     if rule.plan is not None:
-        for p in topups:
-            if p.id == rule.plan:
-                return p
-        raise InvalidInput(
-            f"[{rule.name}]: plan {rule.plan!r} is not sold for {describe(e)}; "
-            f"'esimctl plans {e.label or e.iccid}' lists its top-ups"
-        )
+        base, id_days = split_days(rule.plan)
+        found = next((p for p in topups if p.id == rule.plan), None)
+        if found is None and id_days is not None:
+            found = next((p for p in topups if p.id == base and p.per_day), None)
+            found = None if found is None else with_days(found, id_days, f"[{rule.name}] plan")
+        if found is None:
+            raise InvalidInput(
+                f"[{rule.name}]: plan {rule.plan!r} is not sold for {describe(e)}; "
+                f"'esimctl plans {e.label or e.iccid}' lists its top-ups"
+            )
+        if found.per_day and found.days is None and rule.days is None:
+            raise InvalidInput(
+                f"[{rule.name}]: plan {rule.plan!r} is a day pass priced per day: add "
+                "days = N to the rule (N × its price is what counts against the limits)"
+            )
+        return with_days(found, rule.days, f"[{rule.name}] days")
     fits = [
         p
         for p in topups
         if p.price is not None
+        and not p.per_day
         and (
             rule.min_data is None
             or p.unlimited
@@ -639,10 +650,12 @@ def choose_plan(rule: Rule, plans: list[Plan], e: Esim, cap: Money | None) -> Pl
     if currency:
         fits = [p for p in fits if p.price is not None and p.price.currency == currency]
     if not fits:
+        passes = any(p.per_day for p in topups)
         raise LimitRefused(
             f"refused: no top-up for {describe(e)} gives {rule.wanted()}"
             + (f" in {currency}" if currency else "")
             + f" (rule [{rule.name}])"
+            + ("; day passes are bought only by a rule naming one, with days = N" if passes else "")
         )
     currencies = sorted({p.price.currency for p in fits if p.price is not None})
     if len(currencies) > 1:

@@ -138,7 +138,10 @@ def _head(e: Esim, f: fc.Forecast | None, now: datetime) -> list[str]:
         f"[bold]{esc(describe(e))}[/] · {esc(e.account)} ({esc(e.provider)})",
         f"{esc(e.plan or 'plan unknown')} · {state}",
     ]
-    if e.unlimited:
+    daily = human.allowance(e, now)
+    if daily is not None:
+        data = esc(daily)
+    elif e.unlimited:
         data = "unlimited data"
     else:
         data = (
@@ -152,11 +155,15 @@ def _head(e: Esim, f: fc.Forecast | None, now: datetime) -> list[str]:
     )
     as_of = f"as of {human.ago(e.as_of, now)}" if e.as_of else ""
     lines.append(" · ".join(x for x in (data, end, as_of) if x))
+    if e.fair_usage:
+        lines.append(f"fair use: {esc(e.fair_usage)}")
     lines.append(_forecast_words(e, f, now))
     return lines
 
 
 def _forecast_words(e: Esim, f: fc.Forecast | None, now: datetime) -> str:
+    if e.daily is not None:
+        return "no forecast: a day pass's allowance comes back every day"
     if e.unlimited:
         return "no forecast: unlimited data never runs out"
     if e.state != EsimState.ACTIVE:

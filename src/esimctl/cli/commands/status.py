@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ from esimctl.env import Env
 from esimctl.errors import ExitCode, InvalidInput
 from esimctl.models import Attention, Esim, EsimState
 from esimctl.output import human
-from esimctl.output.emit import Column, Table
+from esimctl.output.emit import Cell, Column, Table
 from esimctl.output.human import esc
 from esimctl.serialize import esim_json
 from esimctl.service import attention_for, fetch_esims, forecast_of, match_esim, select_accounts
@@ -83,7 +84,7 @@ def run_status(opts: StatusOptions, env: Env) -> Result:
     result = Result(
         command="status",
         data={"esims": records},
-        table=_table(rows, now, tty=env.stdout_tty, pending=pending, forecasts=forecasts),
+        table=_table(rows, now, pending=pending, forecasts=forecasts),
         errors=list(fetched.errors),
         exit_code=exit_code,
         records=records,
@@ -196,9 +197,14 @@ def needs_you_line(e: Esim, reasons: list[str], now: datetime, pending: datetime
     return f"{esc(name)}: {esc(words)}{tail}"
 
 
-def _data_cells(e: Esim) -> tuple[str, str]:
+def _data_cells(e: Esim, now: datetime) -> tuple[str, str]:
+    words = human.allowance(e, now)
+    if words is not None:  # a day pass: the day's figure, never a package total
+        assert e.daily is not None
+        return f"[green]{esc(words)}[/]", f"{e.daily.bytes or ''}/day"
     if e.unlimited:
-        return "[green]∞ unlimited[/]", "unlimited"
+        fair = " · fair use" if e.fair_usage else ""
+        return f"[green]∞ unlimited{fair}[/]", "unlimited"
     rem, tot = e.data_remaining_bytes, e.data_total_bytes
     if rem is None:
         return "?", ""
@@ -214,47 +220,76 @@ def _table(
     rows: list[tuple[Esim, list[str]]],
     now: datetime,
     *,
-    tty: bool,
     pending: dict[tuple[str, str], datetime],
     forecasts: dict[tuple[str, str], Forecast | None],
 ) -> Table:
+    states = {e.state for e, _ in rows}
+    legend = " · ".join(
+        f"[{colour}]{mark}[/] {state.value.replace('_', ' ')}"
+        for state, (colour, mark) in _STATE_STYLE.items()
+        if state in states
+    )
     t = Table(
         [
-            Column("LABEL", style="bold"),
+            Column("LABEL", style="bold", stack="title", short_note=f"[dim]{legend}[/]"),
             Column("ACCOUNT", hide_if_uniform=True),
-            Column("ICCID", optional=2),
-            Column("PLAN", no_wrap=False, min_width=12, optional=3),
-            Column("DATA LEFT", squeeze=True, min_width=17),
-            Column("EXPIRES", squeeze=True, min_width=16),
-            Column("RUNS OUT", optional=1),
-            Column("STATE"),
-            Column("AS OF", optional=2),
-            Column("ATTENTION", no_wrap=False, min_width=14),
-        ]
+            Column("ICCID", stack="hide"),
+            Column("PLAN", no_wrap=False, min_width=12, stack="line", key=""),
+            Column("DATA LEFT"),
+            Column("EXPIRES"),
+            Column("RUNS OUT"),
+            Column("STATE", stack="badge"),
+            Column("AS OF", stack="hide"),
+            Column("ATTENTION", no_wrap=False, stack="line", key="", breaks=", "),
+        ],
+        # What gives way first on a narrow terminal (docs/commands/status.md).
+        give_way=[
+            ("ICCID", "drop"),
+            ("AS OF", "drop"),  # a stale figure still says so in ATTENTION
+            ("ATTENTION", "line"),  # on a line of its own under the eSIM
+            ("DATA LEFT", "short"),  # the bar before the figures
+            ("EXPIRES", "short"),  # the absolute date before the relative one
+            ("ACCOUNT", "drop"),
+            ("PLAN", "flex"),  # a long plan name shortened with an ellipsis
+            (("STATE", "drop"), ("LABEL", "short")),  # the state as a mark before the label
+            ("RUNS OUT", "drop"),
+        ],
+        stack_order=[
+            "LABEL",
+            "STATE",
+            "PLAN",
+            "DATA LEFT",
+            "EXPIRES",
+            "RUNS OUT",
+            "ACCOUNT",
+            "ATTENTION",
+        ],
     )
     for e, reasons in rows:
         colour, mark = _STATE_STYLE[e.state]
         state_word = e.state.value.replace("_", " ")
-        data_rich, data_plain = _data_cells(e)
-        if e.expires_at is not None:
-            prefix = "install " if e.state == EsimState.NOT_ACTIVE else ""
-            exp_rich = (
-                f"{prefix}{human.until(e.expires_at, now)} "
-                f"[dim]{human.short_local_time(e.expires_at, now)}[/]"
-            )
+        data_rich, data_plain = _data_cells(e, now)
+        if e.expires_at is not None and e.state == EsimState.NOT_ACTIVE:
+            # Not installed yet: the date is a deadline to install it by, not an expiry.
+            exp_short = f"install by {e.expires_at.astimezone():%Y-%m-%d}"
+            exp_rich = f"{exp_short} [dim]{human.until(e.expires_at, now)}[/]"
+        elif e.expires_at is not None:
+            exp_short = human.until(e.expires_at, now)
+            exp_rich = f"{exp_short} [dim]{human.short_local_time(e.expires_at, now)}[/]"
         else:
-            exp_rich = "—"
+            exp_rich = exp_short = "—"
         attention_words = reason_words(reasons, now, pending.get((e.account, e.iccid)))
         f = forecasts.get((e.account, e.iccid))
         runs_out = human.runs_out(f, now, e.unit_base)
         runs_rich = f"[yellow]{runs_out}[/]" if f and f.runs_out_before_expiry else runs_out
+        label = esc(e.label or "—")
         t.add(
-            e.label or "—",
+            Cell(label, e.label or "—", short=f"[{colour}]{mark}[/] {label}"),
             e.account,
-            ("…" + e.iccid[-6:], e.iccid) if tty else e.iccid,
+            ("…" + e.iccid[-6:], e.iccid),
             e.plan or "—",
-            (data_rich, data_plain),
-            (exp_rich, _iso(e.expires_at)),
+            Cell(data_rich, data_plain, short=_without_bar(data_rich)),
+            Cell(exp_rich, _iso(e.expires_at), short=exp_short),
             (runs_rich, _iso(f.runs_out_at) if f else ""),
             (f"[{colour}]{mark} {state_word}[/]", e.state.value),
             (_as_of(e, now, stale=Attention.STALE in reasons), _iso(e.as_of)),
@@ -264,6 +299,12 @@ def _table(
             ),
         )
     return t
+
+
+def _without_bar(data_rich: str) -> str:
+    """DATA LEFT in short: the figures without the bar, the first of several parts (a day
+    pass's ``1 GB/day``, without ``then 1 Mbps · 5 d left``)."""
+    return re.sub(r"\[[a-z ]+\][█░]+\[/\] ?", "", data_rich).split(" · ", 1)[0]
 
 
 def _as_of(e: Esim, now: datetime, *, stale: bool) -> str:

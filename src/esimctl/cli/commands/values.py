@@ -140,3 +140,16 @@ def plan_name(data_bytes: int, n_days: int | None, base: int, until: datetime | 
 def name_of(e: Esim) -> str:
     """How to name ``e`` in a command the user may copy."""
     return shlex.quote(e.label or e.iccid)
+
+
+def check_label_free(env: Env, label: str) -> None:
+    """A label names one eSIM: not digits (they read as an ICCID suffix), not taken."""
+    if label.isdigit():
+        raise InvalidInput(f"invalid label {label!r}: digits read as an ICCID; add a letter")
+    from esimctl.serialize import esim_from_cache
+
+    known = [esim_from_cache(d) for d in env.ledger.latest_snapshots()]
+    labels = {(env.config.label_for(e.iccid) or e.label or "").lower(): e for e in known}
+    taken = labels.get(label.lower())
+    if taken is not None:
+        raise InvalidInput(f"label {label!r} is taken by eSIM {taken.iccid} ({taken.account})")

@@ -25,8 +25,19 @@ from esimctl.errors import (
     ProviderError,
     TemporaryFailure,
 )
-from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.models import (
+    DailyAllowance,
+    Esim,
+    EsimState,
+    Money,
+    Order,
+    OrderState,
+    Package,
+    Plan,
+    truthful_state,
+)
 from esimctl.providers.kit import units, values
+from esimctl.providers.kit.allowance import fair_usage_terms
 from esimctl.providers.kit.values import as_dict, as_list, parse_time, records
 
 PROVIDER_ID = "airalo"
@@ -109,6 +120,23 @@ def _says_unlimited(*texts: Any) -> bool:
     return any(isinstance(t, str) and "unlimited" in t.lower() for t in texts)
 
 
+#: ``is_fair_usage_policy`` true without a ``fair_usage_policy`` text.
+FAIR_USAGE_UNSAID = "a fair-usage policy applies (Airalo gives no terms)"
+
+
+def fair_usage(pkg: Mapping[str, Any]) -> tuple[str | None, DailyAllowance | None]:
+    """A package's fair-usage note (``fair_usage_policy``, where ``is_fair_usage_policy``
+    is not false) and the daily allowance it states (``... after 2 GB per day``)."""
+    text = pkg.get("fair_usage_policy")
+    note = text.strip() if isinstance(text, str) and text.strip() else None
+    flag = pkg.get("is_fair_usage_policy")
+    if flag is False:
+        return None, None
+    if note is None:
+        return (FAIR_USAGE_UNSAID if flag is True else None), None
+    return note, fair_usage_terms(note, 1024)
+
+
 def plan_price(pkg: Mapping[str, Any], pricing: Mapping[str, Any] | None = None) -> Money | None:
     """What the partner balance is charged: ``net_price``, or under discount pricing the
     retail ``price`` less ``discount_percentage``."""
@@ -143,6 +171,7 @@ def plan_from(
     unlimited = pkg.get("is_unlimited") is True or _says_unlimited(pkg.get("data"))
     amount = to_bytes(pkg.get("amount"))
     title = str(pkg.get("title") or pkg.get("data") or pkg.get("id"))
+    note, daily = fair_usage(pkg)
     return Plan(
         id=str(pkg.get("id")),
         account=account,
@@ -156,6 +185,8 @@ def plan_from(
         countries=countries,
         stacking=None,  # Airalo does not say whether a top-up adds or queues
         unit_base=1024,
+        daily=daily if unlimited else None,  # a day's amount of a total plan: no shape
+        fair_usage=note,
     )
 
 
@@ -356,6 +387,16 @@ def esim_from(
         elif remaining_b == 0 and total_b:
             state = EsimState.DEPLETED
 
+    # The usage answer carries no fair-usage terms; the package history may (undocumented).
+    note, daily = None, None
+    for h in history or []:
+        if str(h.get("status")).upper() == "ACTIVE":
+            note, daily = fair_usage(as_dict(h.get("package")))
+            if note is not None:
+                break
+    if not unlimited:
+        daily = None
+
     ref = {"sim_id": str(sim.get("id", "")), "package_id": str(simable.get("package_id") or "")}
     if history is not None:
         ref["history"] = json.dumps(
@@ -364,7 +405,7 @@ def esim_from(
                 for h in history
             ]
         )
-    return Esim(
+    e = Esim(
         account=account,
         provider=PROVIDER_ID,
         iccid=str(sim.get("iccid")),
@@ -378,7 +419,11 @@ def esim_from(
         packages=packages,
         unit_base=1024,
         ref={k: v for k, v in ref.items() if v},
+        daily=daily,
+        fair_usage=note,
     )
+    # FINISHED on an unlimited (fair-usage) plan with days left is not "no data".
+    return truthful_state(e, now)
 
 
 def history_in(e: Esim | None) -> list[tuple[str, str, str]] | None:

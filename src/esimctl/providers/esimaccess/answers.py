@@ -26,7 +26,20 @@ from esimctl.errors import (
     RateLimited,
     TemporaryFailure,
 )
-from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.models import (
+    AfterAllowance,
+    DailyAllowance,
+    Esim,
+    EsimState,
+    Money,
+    Order,
+    OrderState,
+    Package,
+    Plan,
+    split_days,
+    truthful_state,
+)
+from esimctl.providers.kit.allowance import speed_in
 from esimctl.providers.kit.units import to_money
 from esimctl.providers.kit.values import parse_time, to_bool, to_int
 
@@ -34,8 +47,6 @@ PROVIDER_ID = "esimaccess"
 CURRENCY = "USD"
 #: Prices and the balance are integers in 1/10,000 of the currency.
 PRICE_SCALE = 10_000
-#: The lengths a day pass is offered in (``periodNum``).
-DAY_PASS_DAYS = (1, 7, 30)
 #: ``transactionId`` takes at most 50 characters.
 MAX_TRANSACTION_ID = 50
 AUTH_CODES = frozenset({"000101", "000102", "101003", "401001"})
@@ -192,49 +203,72 @@ def is_day_pass(raw: Mapping[str, Any]) -> bool:
     return to_int(raw.get("dataType")) in (2, 3, 4) or to_int(raw.get("supportTopUpType")) == 3
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What ``dataType`` (and ``fupPolicy``) say a package or an eSIM is."""
+
+    unlimited: bool
+    daily: DailyAllowance | None
+    fair_usage: str | None
+
+
+def shape(raw: Mapping[str, Any], volume: int | None, name: str = "") -> Shape:
+    """``dataType`` 1: a total; 2: ``volume`` a day at full speed, then the ``fupPolicy``
+    speed (data never runs out); 3: ``volume`` a day, then none until the next day; 4:
+    unlimited every day. The speed is read from ``fupPolicy``, else from the name
+    (``Georgia 1GB/Day FUP1Mbps``); where neither says one, it is unknown."""
+    data_type = to_int(raw.get("dataType"))
+    fup = str(raw.get("fupPolicy") or "").strip() or None
+    if data_type == 2:
+        speed = speed_in(fup) or speed_in(name)
+        daily = DailyAllowance(volume, AfterAllowance.REDUCED_SPEED, speed)
+        return Shape(True, daily, fup)
+    if data_type == 3:
+        return Shape(False, DailyAllowance(volume, AfterAllowance.CUT_OFF), fup)
+    if data_type == 4:
+        return Shape(True, None, fup)
+    return Shape(volume == -1, None, None)  # -1 is "no limit"; other negatives stay
+
+
 def parse_plans(raw: Mapping[str, Any], *, account: str, kind: str) -> list[Plan]:
-    """One package of ``/package/list`` as plans (a day pass as one plan per length)."""
+    """One package of ``/package/list`` as a plan. A day pass (``dataType`` 2-4) is one
+    plan priced per day (``per_day``); it is bought for a number of days (``periodNum``)
+    with ``Plan.for_days``."""
     code = str(raw.get("packageCode") or raw.get("slug") or "").strip()
     if not code:
         return []
     name = str(raw.get("name") or raw.get("description") or code).strip()
-    # -1 is "no limit"; any other negative volume stays, for the plausibility checks.
-    unlimited = to_int(raw.get("dataType")) == 4 or to_int(raw.get("volume")) == -1
-    volume = None if unlimited else to_int(raw.get("volume"))
-    price = parse_money(raw.get("price"), raw.get("currencyCode"))
-    base = Plan(
-        id=code,
-        account=account,
-        provider=PROVIDER_ID,
-        name=name,
-        kind=kind,
-        data_bytes=volume,
-        unlimited=unlimited,
-        validity_days=_days(raw.get("duration"), raw.get("durationUnit")),
-        price=price,
-        countries=_countries(raw),
-        stacking="stacks" if kind == "topup" else None,
-        unit_base=1024,
-    )
-    if not is_day_pass(raw):
-        return [base]
+    volume = to_int(raw.get("volume"))
+    day_pass = is_day_pass(raw)
+    s = shape(raw, volume, name)
+    daily = s.daily
+    if day_pass and daily is None and not s.unlimited and volume is not None and volume > 0:
+        daily = DailyAllowance(volume)  # a day's volume; what follows it, unsaid
     return [
-        replace(
-            base,
-            id=f"{code}:{n}d",
-            name=f"{name} · {n} day{'s' if n > 1 else ''}",
-            data_bytes=None if volume is None else volume * n,
-            validity_days=n,
-            price=None if price is None else Money(price.amount * n, price.currency),
+        Plan(
+            id=code,
+            account=account,
+            provider=PROVIDER_ID,
+            name=name,
+            kind=kind,
+            # A day pass's volume is a day's, never the package's.
+            data_bytes=None if s.unlimited or day_pass else volume,
+            unlimited=s.unlimited,
+            validity_days=1 if day_pass else _days(raw.get("duration"), raw.get("durationUnit")),
+            price=parse_money(raw.get("price"), raw.get("currencyCode")),
+            countries=_countries(raw),
+            stacking="stacks" if kind == "topup" else None,
+            unit_base=1024,
+            per_day=day_pass,
+            daily=daily,
+            fair_usage=s.fair_usage,
         )
-        for n in DAY_PASS_DAYS
     ]
 
 
 def split_plan_id(plan_id: str) -> tuple[str, int | None]:
     """``TOPUP_JP01:7d`` → (``TOPUP_JP01``, 7); a plain code → (code, None)."""
-    m = re.fullmatch(r"(.+):(\d{1,3})d", plan_id)
-    return (m.group(1), int(m.group(2))) if m else (plan_id, None)
+    return split_days(plan_id)
 
 
 # -- eSIMs, their usage and their orders -------------------------------------------------------
@@ -301,7 +335,12 @@ def parse_esim(
 
     total = to_int(raw.get("totalVolume"))
     used = to_int(raw.get("orderUsage"))
-    unlimited = to_int(raw.get("dataType")) == 4 or total == -1  # other negatives stay
+    # A day pass (dataType 2-4): its volume is a day's, and its usage runs over the days;
+    # neither is the package's figure (docs/providers/esimaccess.md, "Day passes").
+    day_pass = to_int(raw.get("dataType")) in (2, 3, 4)
+    per_day = (to_int(base.get("volume")) if base else None) or total
+    shp = shape(raw, per_day, plan)
+    unlimited = shp.unlimited or total == -1  # other negatives stay
     as_of: datetime | None = None
     if usage is not None:
         # Both figures lag: the larger one is the newer. totalVolume moves at once with a
@@ -315,6 +354,8 @@ def parse_esim(
         as_of = fetched_at  # nothing used yet: the figures are exact now
     used_unreadable = used is None and raw.get("orderUsage") not in (None, "")
     remaining = None if total is None or used_unreadable else max(total - (used or 0), 0)
+    if day_pass:
+        total = remaining = None
     if state == EsimState.ACTIVE and not unlimited and remaining == 0 and total:
         state = EsimState.DEPLETED
 
@@ -333,12 +374,22 @@ def parse_esim(
     now = fetched_at or datetime.now(UTC)
     if state == EsimState.ACTIVE and expires is not None and expires <= now:
         state = EsimState.EXPIRED
+    daily = shp.daily
+    if daily is not None and activated and activate_time is not None:
+        # The days of a pass run from its activation, as its end does.
+        try:
+            elapsed = max((now - activate_time) // timedelta(days=1) + 1, 1)
+            resets = activate_time + timedelta(days=elapsed)
+        except OverflowError:
+            resets = None
+        if resets is not None and (expires is None or resets < expires):
+            daily = replace(daily, resets_at=resets)
 
     packages = tuple(
         Package(
             name=str(p.get("packageName") or p.get("packageCode") or "") or None,
             state=state.value,  # top-ups pour into one pool with the base package
-            data_total_bytes=None if unlimited else to_int(p.get("volume")),
+            data_total_bytes=None if unlimited or day_pass else to_int(p.get("volume")),
             data_remaining_bytes=None,
             unlimited=unlimited,
         )
@@ -354,7 +405,7 @@ def parse_esim(
         "packageCode": str(base.get("packageCode") or "") if base else "",
         "transactionIds": ",".join(str(p["transactionId"]) for p in pkgs if p.get("transactionId")),
     }
-    return Esim(
+    e = Esim(
         account=account,
         provider=PROVIDER_ID,
         iccid=iccid,
@@ -368,7 +419,10 @@ def parse_esim(
         packages=packages,
         unit_base=1024,
         ref={k: v for k, v in ref.items() if v},
+        daily=daily,
+        fair_usage=shp.fair_usage,
     )
+    return truthful_state(e, now)  # USED_UP on a day pass is the day's, not the pass's
 
 
 def newest_per_iccid(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

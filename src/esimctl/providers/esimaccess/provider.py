@@ -405,6 +405,12 @@ class EsimAccessProvider(Provider):
                 provider=self.id,
             )
         code, days = split_plan_id(plan.id)
+        if plan.per_day and days is None:
+            raise InvalidInput(
+                f"{plan.id} is a day pass: say for how many days (renew --days N)",
+                account=self.account,
+                provider=self.id,
+            )
         # Fresh figures first: they are what a lost answer is later compared with.
         before = await self._raw_esim(esim.iccid, esim.ref.get("esimTranNo"))
         tran_no = str(before.get("esimTranNo") or "")
@@ -482,8 +488,12 @@ class EsimAccessProvider(Provider):
         """Without ``amount``: the listing read again must ask no more than was agreed to."""
         what, shown, asked, tail = f"eSIM Access top-up {plan.id}", plan.price, None, ""
         if shown is not None:
+            _, days = split_plan_id(plan.id)
             plans = await self._topup_plans(iccid, tran_no, code)
-            asked = next((p.price for p in plans if p.id == plan.id), None)
+            listed = next((p for p in plans if p.id in (plan.id, code)), None)
+            if listed is not None and days is not None and listed.per_day:
+                listed = listed.for_days(days)  # the day's price, times the days bought
+            asked = listed.price if listed is not None and listed.id == plan.id else None
         if shown is None:
             why = f"{what} has no listed price, and esimctl does not buy at an unknown price"
         elif asked is None or asked.currency != shown.currency:

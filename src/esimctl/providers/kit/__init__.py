@@ -20,6 +20,8 @@ with its tests in ``tests/test_provider_kit.py``.
 * ``paging``: the pagination styles (``numbered_pages``, ``counted_pages``,
   ``cursor_pages``), each bounded: a page limit, and a stop at a repeated or empty page.
 * ``concurrency``: ``bounded_map`` and the one ``DEFAULT_CONCURRENCY``.
+* ``allowance``: a plan's shape from the seller's words: the speed after a daily
+  allowance (``speed_in``: ``FUP1Mbps`` → ``1 Mbps``) and a daily amount (``daily_in``).
 
 Import the submodules themselves (``from esimctl.providers.kit.values import
 parse_time``); this package imports nothing, so importing one piece costs only that piece.
