@@ -4,6 +4,8 @@ eSIM lists, resolving an eSIM name, and deciding what needs attention.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -364,6 +366,12 @@ def store_esims(
     env.ledger.add_snapshots(esims)
 
 
+def _allocating(env: Env, account: str) -> bool:
+    """A new eSIM of ``account`` bought and not allocated yet (eSIM Access allocates after
+    the order): the account is asked, not its cache, until the eSIM (and its label) shows."""
+    return any(not r.iccid for r in env.orders.awaiting(account=account))
+
+
 def fetch_esims(
     env: Env,
     accounts: Sequence[AccountConfig],
@@ -386,7 +394,7 @@ def fetch_esims(
         hit = None if refresh and not allow_stale else read_cached_esims(env, acc)
         if hit is not None and not refresh:
             ttl = hit.ttl if hit.ttl is not None else registry.load(acc.provider).usage_ttl
-            if hit.fresh(now, ttl):
+            if hit.fresh(now, ttl) and not _allocating(env, acc.name):
                 cached[acc.name] = hit.esims
                 continue
         todo.append(acc)
@@ -398,6 +406,11 @@ def fetch_esims(
     async def fetch(p: Provider) -> list[Esim]:
         if Capability.LIST_ESIMS not in p.capabilities:
             return []
+        if Capability.BUY_ESIM in p.capabilities and _allocating(env, p.account):
+            from esimctl.purchasing.pipeline import allocate
+
+            with contextlib.suppress(EsimctlError, sqlite3.Error, OSError):
+                await allocate(env, p)  # a failed look is no verdict: the next run asks again
         esims = await p.list_esims()
         # getattr: a plugin written before plausibility checks may not call super().__init__.
         refused = getattr(p, "rejected", None)

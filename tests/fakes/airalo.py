@@ -42,6 +42,21 @@ Switches for what a provider may send that esimctl must refuse to believe:
   (the listed price where the claim is not a finite number). A price that rose between
   listing and buying (``"12.00"``), a ``"-50"`` or ``"0"`` claim.
 
+New eSIMs: ``POST /v2/orders`` (form, multipart or JSON; ``package_id``, ``quantity``,
+``type=sim``, ``description``) sells the catalogue's ``sim`` packages. It takes the price from
+the balance (``code 11`` when short), records the order and adds each eSIM, not yet installed
+(``NOT_ACTIVE``), to ``/v2/sims`` with its own matching id; the answer carries ``sims[]``
+(``iccid``, ``lpa``, ``matching_id``, ``qrcode``, ``direct_apple_installation_url``) and the
+installation notes as HTML, as documented. ``charge_override`` applies to it too (a price that
+rose between listing and buying), and the base ``commit_then_drop_next`` (through ``arm("POST",
+"/v2/orders", ...)``) loses its answer after the eSIM is made. Switches for what the docs show:
+
+* ``apple_url_mismatch``: the direct-install link carries another profile's code (the
+  documented Sandbox examples pair ``LPA:1$lpa.airalo.com$TEST`` with ``...$Y7MRQ886FCDJD4RH``);
+* ``order_net_price``: False leaves ``net_price`` out of the order answer (the first
+  documented example has none);
+* ``sim_orders()``: the orders of new eSIMs.
+
 Seed with ``seed(n)`` (many eSIMs, fast) or ``add_sim(...)`` (one, as you need it).
 """
 
@@ -78,6 +93,24 @@ AUTH_FAILED = {
     },
 }
 INVALID = "the parameter is invalid"
+APPLE = "https://esimsetup.apple.com/esim_qrcode_provisioning?carddata="
+#: The installation notes of a new eSIM's order, shaped like the documented ones.
+MANUAL_HTML = (
+    "<p><br></p><p><b>eSIM name:</b> {op}<br></p><p><br></p><p><b>Coverage: </b>{country}</p>"
+    "<p><b>To manually activate the eSIM on your eSIM capable device:</b></p><ol>"
+    "<li>Settings &gt; Cellular/Mobile &gt; Add Cellular/Mobile Plan.</li>"
+    "<li>Manually enter the SM-DP+ Address and activation code.</li>"
+    "<li>Confirm eSIM plan details.</li><li>Label the eSIM.</li></ol>"
+    "<p><b>To access Data:</b></p><ol><li>Enable data roaming.</li></ol><p><br></p>"
+)
+QRCODE_HTML = (
+    "<p><br></p><p><b>eSIM name:</b> {op}<br></p><p><br></p><p><b>Coverage: </b>{country}</p>"
+    "<p><b>To activate the eSIM by scanning the QR code on your eSIM capable device you need "
+    "to print or display this QR code on other device:</b></p><ol>"
+    "<li>Settings &gt; Cellular/Mobile &gt; Add Cellular/Mobile Plan.</li>"
+    "<li>Scan QR code.</li><li>Confirm eSIM plan details.</li><li>Label the eSIM.</li></ol>"
+    "<p><b>To access Data:</b></p><ol><li>Enable data roaming.</li></ol><p><br></p>"
+)
 
 
 def fmt(dt: datetime | None) -> str | None:
@@ -172,6 +205,13 @@ class Sim:
     history: list[History] = field(default_factory=list)
     recycled: bool = False
     recycled_at: datetime | None = None
+    #: The activation code's parts (Sandbox's mock eSIMs all say ``TEST``).
+    smdp: str = "lpa.airalo.com"
+    matching_id: str = "TEST"
+
+    @property
+    def qrcode(self) -> str:
+        return f"LPA:1${self.smdp}${self.matching_id}"
 
 
 def default_catalogue() -> list[Operator]:
@@ -264,6 +304,8 @@ class FakeAiralo(FakeApi):
         self._armed: list[tuple[str, str, Callable[[], None]]] = []
         self.price_override: dict[str, str] = {}
         self.charge_override: str | None = None
+        self.apple_url_mismatch = False
+        self.order_net_price = True
         self.usage_override: dict[str, dict[str, Any]] = {}
         self._lookup_bodies: list[Any] = []
         self._list_bodies: list[tuple[int | None, Any]] = []
@@ -382,6 +424,10 @@ class FakeAiralo(FakeApi):
     def topup_orders(self) -> list[dict[str, Any]]:
         return [o for o in self.orders if o["type"] == "topup"]
 
+    def sim_orders(self) -> list[dict[str, Any]]:
+        """Orders of new eSIMs placed through ``POST /v2/orders`` (not the seeded ones)."""
+        return [o for o in self.orders if o["type"] == "sim" and o.get("_placed")]
+
     def requests_to(self, method: str, path_suffix: str) -> list[Request]:
         return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
 
@@ -395,6 +441,7 @@ class FakeAiralo(FakeApi):
         self.route("GET", "/v2/sims/{iccid}/packages", self.history)
         self.route("GET", "/v2/sims/{iccid}/topups", self.topups)
         self.route("POST", "/v2/orders/topups", self.buy_topup)
+        self.route("POST", "/v2/orders", self.buy_sim)
         self.route("GET", "/v2/orders", self.list_orders)
         self.route("GET", "/v2/orders/{order_id}", self.get_order)
         self.route("GET", "/v2/packages", self.packages)
@@ -561,8 +608,12 @@ class FakeAiralo(FakeApi):
             else f"{pkg.price:.2f}",
             "data": pkg.data,
             "currency": "USD",
-            "manual_installation": "",
-            "qrcode_installation": "",
+            "manual_installation": MANUAL_HTML.format(op=op.title, country=op.country_title)
+            if kind == "sim"
+            else "",
+            "qrcode_installation": QRCODE_HTML.format(op=op.title, country=op.country_title)
+            if kind == "sim"
+            else "",
             "installation_guides": {
                 "en": "https://www.airalo.com/help/getting-started-with-airalo"
             },
@@ -578,11 +629,7 @@ class FakeAiralo(FakeApi):
         out = {k: v for k, v in o.items() if not k.startswith("_") and k != "status"}
         # Top-up orders list no sims: the link to the eSIM is lost (documented example).
         out["sims"] = (
-            [
-                {"id": self.sims[i].id, "iccid": i, "created_at": fmt(self.sims[i].created_at)}
-                for i in o["_sims"]
-                if i in self.sims
-            ]
+            [self._order_sim_json(self.sims[i]) for i in o["_sims"] if i in self.sims]
             if o["type"] == "sim"
             else []
         )
@@ -590,17 +637,40 @@ class FakeAiralo(FakeApi):
             out["status"] = o["status"]
         return out
 
+    def _apple_url(self, sim: Sim) -> str:
+        code = "LPA:1$wbg.prod.ondemandconnectivity.com$Y7MRQ886FCDJD4RH"
+        return APPLE + (code if self.apple_url_mismatch else sim.qrcode)
+
+    def _order_sim_json(self, sim: Sim) -> dict[str, Any]:
+        """An eSIM as an order (its answer, the order list) shows it."""
+        return {
+            "id": sim.id,
+            "created_at": fmt(sim.created_at),
+            "iccid": sim.iccid,
+            "lpa": sim.smdp,
+            "imsis": None,
+            "matching_id": sim.matching_id,
+            "qrcode": sim.qrcode,
+            "qrcode_url": f"https://partners-api.airalo.com/qr?id={sim.id}",
+            "direct_apple_installation_url": self._apple_url(sim),
+            "airalo_code": None,
+            "apn_type": "automatic",
+            "apn_value": None,
+            "is_roaming": True,
+            "confirmation_code": None,
+        }
+
     def _sim_json(self, sim: Sim, include: str) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": sim.id,
             "created_at": fmt(sim.created_at),
             "iccid": sim.iccid,
-            "lpa": "lpa.airalo.com",
+            "lpa": sim.smdp,
             "imsis": None,
-            "matching_id": "TEST",
-            "qrcode": "LPA:1$lpa.airalo.com$TEST",
+            "matching_id": sim.matching_id,
+            "qrcode": sim.qrcode,
             "qrcode_url": "https://partners-api.airalo.com/qr?id=1",
-            "direct_apple_installation_url": None,
+            "direct_apple_installation_url": self._apple_url(sim),
             "voucher_code": None,
             "airalo_code": None,
             "apn_type": "automatic",
@@ -893,6 +963,91 @@ class FakeAiralo(FakeApi):
                 }
             )
         else:
+            data["net_price"] = paid
+        return Reply(200, {"data": data, "meta": {"message": "success"}})
+
+    def buy_sim(self, req: Request) -> Reply:
+        """``POST /v2/orders``: new eSIMs of a catalogue ``sim`` package, synchronously."""
+        if (denied := self._authorized(req)) is not None:
+            return denied
+        f = self.fields(req)
+        missing = {
+            k: f"The {k.replace('_', ' ')} field is required."
+            for k in ("quantity", "package_id")
+            if not f.get(k)
+        }
+        if missing:
+            return Reply(422, {"data": missing, "meta": {"message": INVALID}})
+        if f.get("type", "sim") not in ("", "sim"):
+            invalid = {"type": "The selected type is invalid."}
+            return Reply(422, {"data": invalid, "meta": {"message": INVALID}})
+        qty = int(f["quantity"]) if f["quantity"].isdigit() else 0
+        if not 1 <= qty <= 50:
+            text = "The quantity may not be greater than 50." if qty else "Invalid quantity."
+            return Reply(422, {"data": {"quantity": text}, "meta": {"message": INVALID}})
+        op = next(
+            (o for o in self.catalogue if any(p.id == f["package_id"] for p in o.packages)), None
+        )
+        if op is None:
+            return Reply(
+                422,
+                {
+                    "data": {"package_id": "The selected package is invalid."},
+                    "meta": {"message": INVALID},
+                },
+            )
+        pkg = self.package(f["package_id"])
+        unit = self._charge(pkg)
+        claimed = self.charge_override
+        real = finite(claimed) if claimed is not None else None
+        if real is not None:
+            unit = real
+        charge = unit * qty
+        if charge > self.balance:
+            return Reply(
+                422,
+                {
+                    "code": 11,
+                    "reason": f"Insufficient Airalo Credit: available "
+                    f"{self.balance:.2f} USD, required {charge:.2f} USD",
+                },
+            )
+        self.balance -= charge
+        now = self.now()
+        iccids = [f"8944465400{next(self._iccids):09d}" for _ in range(qty)]
+        order = self._new_order(pkg, op, "sim", f.get("description") or None, now, iccids, charge)
+        order["_claimed"], order["_placed"], order["quantity"] = claimed, True, qty
+        for iccid in iccids:
+            sim = Sim(next(self._sim_ids), iccid, now, op, pkg, order)
+            sim.smdp = "rsp-3088.idemia.io"
+            sim.matching_id = "-".join(secrets.token_hex(3).upper()[:5] for _ in range(4))
+            sim.history.append(History(next(self._history_ids), pkg, "NOT_ACTIVE", pkg.amount))
+            self.sims[iccid] = sim
+        data = {k: v for k, v in order.items() if not k.startswith("_") and k != "status"}
+        data.update(
+            {
+                "quantity": str(qty),  # a string in the first documented example
+                "validity": pkg.day,  # a number here, a string in order lists
+                "price": self._price_fields(pkg)["price"],
+                "pricing_model": self.pricing_model,
+                "text": None,
+                "voice": None,
+                "brand_settings_name": None,
+                "sims": [self._order_sim_json(self.sims[i]) for i in iccids],
+            }
+        )
+        paid = wire(claimed) if claimed is not None else num(unit)
+        if self.pricing_model == "discount_pricing":
+            retail = finite(str(self._price_fields(pkg)["price"]))
+            data.update(
+                {
+                    "discount_percentage": self.discount_percentage,
+                    "discount_amount": num(retail - unit) if retail is not None else None,
+                    "unit_paid_price": paid,
+                    "total_amount_paid": num(charge) if claimed is None else paid,
+                }
+            )
+        elif self.order_net_price:
             data["net_price"] = paid
         return Reply(200, {"data": data, "meta": {"message": "success"}})
 

@@ -3,7 +3,9 @@
 Celitech keeps eSIMs as purchases: the first purchase creates the eSIM, each top-up is
 one more purchase on the same ICCID with its own validity window and remaining data.
 The fake keeps that state: a top-up adds a purchase, which the next purchase list and
-consumption answers show; ``use()`` spends data as a phone would.
+consumption answers show; ``use()`` spends data as a phone would. A new eSIM
+(``POST /v1/purchases/v2``) is a first purchase on a new ICCID, not started and its profile
+``RELEASED`` (not installed) until the phone installs it (``install()``).
 
 Routes (paths and field names as documented, see ``docs/providers/celitech.md``)::
 
@@ -14,6 +16,9 @@ Routes (paths and field names as documented, see ``docs/providers/celitech.md``)
     GET  /v1/purchases/{purchaseId}/consumption
     GET  /v1/esim?iccid=
     POST /v1/purchases/topup
+    POST /v1/purchases/v2                       a new eSIM: {destination, dataLimitInGB,
+                                                duration | startDate+endDate, quantity,
+                                                referenceId} -> [{purchase, profile}]
 
 Switches beyond the base ones (latency, fail_next, hang_next, malformed_next,
 truncated_next, commit_then_drop_next, rate_limit, bad_credentials):
@@ -32,7 +37,15 @@ truncated_next, commit_then_drop_next, rate_limit, bad_credentials):
 * ``insufficient_status``: 400 (default) or 402 for "not enough balance";
 * ``send_retry_after``: add ``Retry-After`` to the 429 answer (API Gateway sends none);
 * ``target_next(method, path, kind)``: a base fault (``drop``, ``hang``, ``malformed``,
-  ``truncated`` or an HTTP status) for the next request to that path only.
+  ``truncated`` or an HTTP status) for the next request to that path only;
+  ``target_next("POST", NEW_ESIM, "drop")`` is a new eSIM bought whose answer is lost;
+* ``new_esim_shape``: how ``POST /v1/purchases/v2`` answers: ``"array"`` (default, the
+  current SDK: ``[{purchase, profile}]``, ``profile.activationCode`` a QR image in base64,
+  ``manualActivationCode`` the LPA string, ``iosActivationLink``), ``"object"`` (one
+  ``{purchase, profile}``), ``"lpa_in_activation_code"`` (the 2025-03 model: only
+  ``activationCode``, the LPA string), ``"matching_id"`` (``manualActivationCode`` the bare
+  matching id beside ``smdpAddress``) or ``"no_profile"`` (only the purchase);
+  ``new_esim_requests``: every body sent; ``sold``: the ICCIDs sold, in order.
 
 Switches for what a provider may send that esimctl must refuse to believe:
 
@@ -53,10 +66,10 @@ Switches for what a provider may send that esimctl must refuse to believe:
   ``fr-1gb-30d``), sent as ``priceInCents``: a JSON number where it is one, else a string
   (``"1e308"`` is 1e310 cents, beyond any float); new purchases of it record that price
   and are charged it (where it is a finite number);
-* ``charge_override = "12.00"``: a top-up is charged this (currency units) and the purchase
-  list records it as the purchase's ``package.priceInCents``; the top-up answer itself
-  carries no price, as documented. A price that rose between listing and buying, ``"-50"``,
-  ``"0"``.
+* ``charge_override = "12.00"``: a top-up or a new eSIM is charged this (currency units) and
+  the purchase list records it as the purchase's ``package.priceInCents``; the purchase
+  answer itself carries no price, as documented. A price that rose between listing and
+  buying, ``"-50"``, ``"0"``.
 """
 
 from __future__ import annotations
@@ -76,6 +89,8 @@ from .base import FakeApi, Reply, Request, _Fault
 
 GIB = 1024**3
 DAY = 86400.0
+NEW_ESIM = "/v1/purchases/v2"
+SMDP = "consumer.rsp.example.net"
 
 CLIENT_ID = "ct-client-7f3c"
 CLIENT_SECRET = "ct-secret-2a9d41e8"
@@ -148,6 +163,9 @@ class FakeCelitech(FakeApi):
         self.tokens: dict[str, float] = {}
         self.token_requests: list[str] = []  # "post" or "basic", per accepted request
         self.topup_requests: list[dict[str, Any]] = []
+        self.new_esim_requests: list[dict[str, Any]] = []
+        self.new_esim_shape = "array"
+        self.sold: list[str] = []
         self.esims: dict[str, dict[str, Any]] = {}
         self.purchases: list[dict[str, Any]] = []
         # indexes, so that benchmarks seeding a thousand eSIMs stay linear
@@ -173,6 +191,7 @@ class FakeCelitech(FakeApi):
         self.route("GET", "/v1/purchases/{pid}/consumption", self.authed(self.consumption))
         self.route("GET", "/v1/esim", self.authed(self.get_esim))
         self.route("POST", "/v1/purchases/topup", self.authed(self.topup))
+        self.route("POST", NEW_ESIM, self.authed(self.new_esim))
 
     def not_found(self, req: Request) -> Reply:
         # What API Gateway answers for a route it does not know.
@@ -360,6 +379,15 @@ class FakeCelitech(FakeApi):
                 take = min(left, p["bytes"] - p["used"])
                 p["used"] += take
                 left -= take
+
+    def install(self, iccid: str) -> None:
+        """The phone installs a new eSIM: its profile is enabled and its package starts."""
+        with self.lock:
+            self.esims[iccid]["status"] = "ENABLED"
+            now = self.clock()
+            for p in self.orders_for(iccid):
+                if p["start"] is None:
+                    p["start"], p["end"] = now, now + p["days"] * DAY
 
     def expire_tokens(self) -> None:
         with self.lock:
@@ -687,7 +715,7 @@ class FakeCelitech(FakeApi):
             "iccid": iccid,
             "smdpAddress": "consumer.rsp.example.net",
             "activationCode": base64.b64encode(b"\x89PNG fake qr " * 80).decode(),
-            "manualActivationCode": f"LPA:1$consumer.rsp.example.net${iccid[-8:]}",
+            "manualActivationCode": esim.get("lpa") or f"LPA:1${SMDP}${iccid[-8:]}",
             "status": esim["status"],
             "connectivityStatus": "ACTIVE" if running else "NOT_ACTIVE",
         }
@@ -764,3 +792,97 @@ class FakeCelitech(FakeApi):
         purchase["duration"] = p["days"]
         self._dates(purchase, "createdDate", "createdAt", p["created"])
         return Reply(200, {"purchase": purchase, "profile": {"iccid": iccid}})
+
+    def new_esim(self, req: Request) -> Reply:
+        """``POST /v1/purchases/v2``: new eSIMs of a package, each a first purchase on a new
+        ICCID, charged from the balance at the package's price (or ``charge_override``)."""
+        try:
+            body = req.json()
+        except ValueError:
+            return Reply(400, {"message": "Invalid request body"})
+        if not isinstance(body, dict):
+            return Reply(400, {"message": "Invalid request body"})
+        self.new_esim_requests.append(body)
+        wanted = str(body.get("destination") or "").upper()
+        iso3 = next((k for k, (iso2, _, _) in DESTINATIONS.items() if wanted in (k, iso2)), None)
+        if iso3 is None:
+            return Reply(400, {"message": f"destination {wanted or '(none)'} is not supported"})
+        gb, duration = body.get("dataLimitInGB"), body.get("duration")
+        quantity = body.get("quantity")
+        if gb not in SIZES_GB and not (gb == -1 and iso3 == "EUR"):
+            return Reply(
+                400, {"message": "dataLimitInGB must be one of 0.5, 1, 2, 3, 5, 8, 20, 50"}
+            )
+        if not isinstance(quantity, int) or not 1 <= quantity <= 5:
+            return Reply(400, {"message": "quantity must be between 1 and 5"})
+        if "startDate" in body or "endDate" in body:
+            return Reply(400, {"message": "this fake supports duration-based purchases only"})
+        allowed = UNLIMITED_DURATIONS if gb == -1 else DURATIONS
+        if duration not in allowed:
+            return Reply(
+                400, {"message": f"duration must be one of {', '.join(map(str, allowed))}"}
+            )
+        pkg = self._package_for(iso3, gb, int(duration))
+        if pkg is None:
+            return Reply(400, {"message": "No package matches the requested size and duration"})
+        listed = self._listed_cents(pkg)
+        recorded = listed if self.charge_override is None else cents_wire(self.charge_override)
+        amount = finite(recorded)
+        if amount is None:
+            amount = finite(listed) if finite(listed) is not None else Decimal(pkg["priceInCents"])
+        if amount * quantity > self.balance_cents:
+            return Reply(
+                self.insufficient_status,
+                {"message": "Insufficient balance to complete the purchase"},
+            )
+        left = self.balance_cents - amount * quantity
+        self.balance_cents = int(left) if left == left.to_integral_value() else left
+        now = self.clock()
+        out = []
+        for _ in range(quantity):
+            self._serial += 1
+            iccid = _iccid(10_000_000 + self._serial)
+            lpa = f"LPA:1${SMDP}${secrets.token_hex(8).upper()}"
+            self.esims[iccid] = {
+                "status": "RELEASED",
+                "destination": iso3,
+                "topup_allowed": None,
+                "lpa": lpa,
+            }
+            p = self._purchase(
+                iccid, iso3, gb, int(duration), now, None, None, "First Purchase",
+                body.get("referenceId"),
+            )  # fmt: skip
+            p["hidden_reads"] = self.visible_after_reads
+            p["priceInCents"] = recorded
+            self.sold.append(iccid)
+            purchase: dict[str, Any] = {"id": p["id"], "packageId": pkg["id"]}
+            self._dates(purchase, "createdDate", "createdAt", now)
+            out.append({"purchase": purchase, "profile": self._new_profile(iccid, lpa)})
+        if self.new_esim_shape == "object":
+            return Reply(200, out[0])
+        return Reply(200, out)
+
+    def _new_profile(self, iccid: str, lpa: str) -> dict[str, Any] | None:
+        shape = self.new_esim_shape
+        if shape == "no_profile":
+            return None
+        qr_image = base64.b64encode(b"\x89PNG fake qr " * 80).decode()
+        if shape == "lpa_in_activation_code":
+            return {"iccid": iccid, "activationCode": lpa}
+        if shape == "matching_id":
+            return {
+                "iccid": iccid,
+                "activationCode": qr_image,
+                "manualActivationCode": lpa.rsplit("$", 1)[1],
+                "smdpAddress": SMDP,
+            }
+        return {
+            "iccid": iccid,
+            "activationCode": qr_image,
+            "manualActivationCode": lpa,
+            "iosActivationLink": "https://esimsetup.apple.com/esim_qrcode_provisioning?carddata="
+            + lpa,
+            "androidActivationLink": "https://esimsetup.android.com/esim_qrcode_provisioning"
+            "?carddata=" + lpa,
+        }

@@ -52,6 +52,21 @@ that cannot be true):
   ``amount`` is refused with ``200005`` and nothing is charged. The top-up answer carries no
   price (as documented); what was charged is in ``topups[i]["price"]`` (1/10,000 USD).
 
+New eSIMs (``/esim/order``, issue 15): the order is paid at once and answers ``orderNo``;
+its profiles are allocated asynchronously, as documented. Until then ``/esim/query`` by that
+``orderNo`` answers ``200010`` and the account's list does not show them; once allocated
+each is an eSIM in ``GOT_RESOURCE``/``RELEASED`` (not installed) carrying the order's
+``transactionId`` and ``ac``. A reused ``transactionId`` replays the order (or ``310402``,
+with ``duplicate_mode = "error"``); an unknown ``orderNo`` is ``310272``. Switches:
+
+* ``allocation_delay`` (seconds, default 0: allocated by the first query after the order);
+* ``hold_allocation``: allocate nothing until ``allocate_now()``;
+* ``balance`` too low → ``200007``; ``charge_override`` / ``price_override`` move the price:
+  a package ``price`` that differs → ``200005``, an ``amount`` that differs → ``200006``;
+* ``fault_on("/esim/order", "drop")``: the order is made, its answer lost.
+
+``orders`` (transactionId → ``orderNo``, ``price`` charged, ``allocated``) records them.
+
 ``seed(n)`` adds N eSIMs in use (benchmarks seed 40-1000); ``add_esim`` adds one in any
 state; ``use_data`` consumes data (usage settles with a later ``lastUpdateTime``).
 """
@@ -206,6 +221,8 @@ class FakeEsimAccess(FakeApi):
         self.topups: list[dict[str, Any]] = []
         self.topup_answers: dict[str, dict[str, Any]] = {}  # transactionId -> answer
         self.orders: dict[str, dict[str, Any]] = {}  # transactionId -> {orderNo, ...}
+        self.allocation_delay = 0.0
+        self.hold_allocation = False
         self._seq = itertools.count(1)
         self._targeted: dict[str, deque[_Fault]] = {}
         # money-guard switches (see the module docstring)
@@ -578,6 +595,7 @@ class FakeEsimAccess(FakeApi):
             return self._fail(
                 "000107", "The length of the request parameter does not meet the requirement."
             )
+        self._allocate_due()
         tran, iccid, order_no = body.get("esimTranNo"), body.get("iccid"), body.get("orderNo")
         if tran or iccid or order_no:
             armed = not self._lookups_after_topup or bool(self.topup_answers)
@@ -587,6 +605,12 @@ class FakeEsimAccess(FakeApi):
         elif self._malformed_lists > 0:
             self._malformed_lists -= 1
             return Reply(200, copy.deepcopy(self._malformed_list_body))
+        if order_no:
+            mine = next((o for o in self.orders.values() if o["orderNo"] == order_no), None)
+            if mine is not None and not mine["allocated"]:
+                return self._fail("200010", "Profile is being downloaded for the order.")
+            if mine is None and not any(e["orderNo"] == order_no for e in self.esims.values()):
+                return self._fail("310272", "The orderNo does not exist.")
         start, end = parse(body.get("startTime")), parse(body.get("endTime"))
         if self.require_filter and not (tran or iccid or order_no or start):
             return self._fail("000105", "Request parameters (mandatory) are not contained")
@@ -740,35 +764,84 @@ class FakeEsimAccess(FakeApi):
         items = body.get("packageInfoList")
         if not tx or not isinstance(items, list) or not items:
             return self._fail("000105", "Request parameters (mandatory) are not contained")
+        if len(tx) > 50:
+            return self._fail(
+                "000107", "The length of the request parameter does not meet the requirement."
+            )
         if tx in self.orders:
+            if self.duplicate_mode == "error":
+                return self._fail("310402", "Duplicate transactionId.")
             return Reply(
                 200, self._ok({"orderNo": self.orders[tx]["orderNo"], "transactionId": tx})
             )
-        wanted = []
+        wanted: list[tuple[dict[str, Any], int, int]] = []
+        total = Decimal(0)
         for item in items:
+            if not isinstance(item, dict):
+                return self._fail("000104", "Request in invalid JSON format")
             try:
                 pkg = self.package(str(item.get("packageCode") or item.get("slug") or ""))
             except KeyError:
                 return self._fail("310241", "The packageCode does not exist.")
-            wanted.append((pkg, int(item.get("count") or 1)))
-        total = sum(int(p["price"]) * n for p, n in wanted)
-        if body.get("amount") not in (None, "") and int(str(body["amount"])) != total:
+            count, periods = int(item.get("count") or 1), 1
+            if pkg["dataType"] in (2, 3, 4):
+                periods = int(item.get("periodNum") or 0)
+                if not 1 <= periods <= 365:
+                    return self._fail("000106", "Request parameter (mandatory) is null")
+            unit = (
+                self._units(self.charge_override)
+                if self.charge_override is not None
+                else self.price_units(pkg)
+            )
+            if item.get("price") not in (None, "") and Decimal(str(item["price"])) != unit:
+                return self._fail("200005", "Package price error. Check price.")
+            total += unit * count * periods
+            wanted.append((pkg, count, periods))
+        if body.get("amount") not in (None, "") and Decimal(str(body["amount"])) != total:
             return self._fail("200006", "Total order price amount is wrong. Check prices.")
         if self.balance < total:
             return self._fail("200007", "Insufficient account balance")
-        self.balance -= total
+        self.balance -= int(total) if total == int(total) else total
         order_no = f"B{self._tran_no()}"
-        for pkg, n in wanted:
-            for _ in range(n):
+        self.orders[tx] = {
+            "orderNo": order_no,
+            "transactionId": tx,
+            "price": int(total) if total == int(total) else total,
+            "items": wanted,
+            "created": datetime.now(UTC),
+            "ready_at": time.monotonic() + self.allocation_delay,
+            "allocated": False,
+        }
+        return Reply(200, self._ok({"orderNo": order_no, "transactionId": tx}))
+
+    def allocate_now(self) -> None:
+        """Allocate every order's profiles now (``hold_allocation`` and the delay aside)."""
+        with self.lock:
+            for order in self.orders.values():
+                self._allocate(order)
+
+    def _allocate_due(self) -> None:
+        if self.hold_allocation:
+            return
+        now = time.monotonic()
+        for order in self.orders.values():
+            if not order["allocated"] and order["ready_at"] <= now:
+                self._allocate(order)
+
+    def _allocate(self, order: dict[str, Any]) -> None:
+        if order["allocated"]:
+            return
+        order["allocated"] = True
+        for pkg, count, periods in order["items"]:
+            for _ in range(count):
                 self.add_esim(
                     package=pkg["packageCode"],
                     status="GOT_RESOURCE",
-                    created=datetime.now(UTC),
-                    transaction_id=tx,
-                    order_no=order_no,
+                    created=order["created"],
+                    transaction_id=order["transactionId"],
+                    order_no=order["orderNo"],
+                    days=periods if pkg["dataType"] in (2, 3, 4) else None,
                 )
-        self.orders[tx] = {"orderNo": order_no, "total": total}
-        return Reply(200, self._ok({"orderNo": order_no, "transactionId": tx}))
 
     def _cancel(self, body: dict[str, Any]) -> Reply:
         e = self._find(body.get("esimTranNo") or None, body.get("iccid") or None)

@@ -4,7 +4,7 @@ Routes (relative to the base URL, as ``https://api.esim-go.com/v2.5`` is in prod
 ``GET /organisation``, ``GET /esims``, ``GET /esims/{iccid}``, ``GET /esims/{iccid}/bundles``,
 ``GET /esims/{iccid}/bundles/{name}``, ``GET /esims/{iccid}/compatible/{bundle}``,
 ``GET /catalogue``, ``GET /catalogue/bundle/{name}``, ``GET /orders``, ``GET /orders/{ref}``,
-``POST /orders`` (``validate`` and ``transaction``).
+``POST /orders`` (``validate`` and ``transaction``), ``GET /esims/assignments?reference=``.
 
 What it keeps like the real service:
 
@@ -17,13 +17,23 @@ What it keeps like the real service:
 * Orders: ``validate`` prices without charging; ``transaction`` debits the balance, records
   the order and assigns the bundle (``processing`` first). ``allowReassign`` on an
   incompatible bundle puts it on a *new* eSIM, as the real API does.
+* New eSIMs (issue 15): a ``transaction`` with ``assign: true`` and no ICCIDs makes a new eSIM
+  (``profileStatus: Released``, never installed, its own ``matchingId``) holding the bundle;
+  it is in ``GET /esims`` at once. Its install data is in the answer's ``order[].esims``, in
+  ``GET /orders?includeIccids=true``, in ``GET /esims/assignments?reference=ORDER`` (JSON
+  when asked by ``Accept``, CSV otherwise; 410 for a deactivated eSIM) and in
+  ``GET /esims/{iccid}`` (``appleInstallUrl`` with ``?additionalFields=installUrl``).
 
 Variants where the documentation disagrees with itself (tests run the client on both):
 ``catalogue_shape`` (``"wrapped"``/``"bare"``), ``orders_shape`` (``"bare"``/``"wrapped"``/
 ``"single"``), ``order_date_field`` (``createdDate``/``createDate``), ``unknown_iccid_status``
 (400 or 403), ``unlimited_data_amount`` (0 or -1), ``allowance_unit`` (``MB``/``BYTES``),
 ``first_installed`` (``"epoch_ms"``/``"iso"``), ``assignment_refs`` (``"order"``: the order
-reference plus ``-0``, or ``"opaque"``), ``organisation_shape`` (``"flat"``/``"wrapped"``).
+reference plus ``-0``, or ``"opaque"``), ``organisation_shape`` (``"flat"``/``"wrapped"``),
+``smdp_style`` (``"bare"``: ``rsp.esim-go.example``, or ``"url"``: ``http://…``, as the
+examples differ), ``assignments_shape`` (``"object"``: the documented example, one
+``eSIMDetailsInstallResponse``; ``"list"``: the ``Assignments`` schema, with ``rspUrl``),
+``transaction_esims`` (False: the purchase answer names no eSIM, as a real client reports).
 
 Benchmarks: ``seed(n)`` makes N eSIMs in varied states (1000 in ~10 ms). The fake answers
 as fast as the real limit allows (10 tokens a second, reported in the headers); to measure
@@ -33,7 +43,9 @@ esimctl rather than its pacing, raise both sides: ``fake.token_limit = 10_000`` 
 Test helpers: ``add_esim``, ``seed(n)``, ``use(iccid, bytes)``, ``advance(days=...)``,
 ``release_processing()``, ``add_bundle``; targeted faults that hit only the purchase
 request: ``drop_transaction_next()``, ``fail_transaction_next(status)``,
-``hang_transaction_next(seconds)``.
+``hang_transaction_next(seconds)``. New eSIMs: ``new_esims`` (the ICCIDs bought new, in
+order), ``install_of(iccid)`` (its matching id and SM-DP+ address); a lost answer is
+``drop_transaction_next()``, a short balance ``balance``, a price rise ``charge_override``.
 
 Money-guard switches (issue 16: answers that cannot be understood, prices that move, figures
 that cannot be true):
@@ -213,6 +225,10 @@ class FakeEsimGo(FakeApi):
         self.first_installed = "epoch_ms"
         self.assignment_refs = "order"
         self.organisation_shape = "flat"
+        self.smdp_style = "bare"
+        self.assignments_shape = "object"
+        self.transaction_esims = True
+        self.new_esims: list[str] = []
         self.hold_processing = False
         self.insufficient_message = "Insufficient balance to complete order"
         # money-guard switches (see the module docstring)
@@ -319,10 +335,13 @@ class FakeEsimGo(FakeApi):
         queued: tuple[str, ...] = (),
         profile: str = "Profile 1",
         esim_state: str = "active",
+        installed: bool = True,
     ) -> str:
-        """An eSIM with one bundle in ``state`` (``used`` bytes consumed) and queued ones."""
+        """An eSIM with one bundle in ``state`` (``used`` bytes consumed) and queued ones;
+        ``installed=False``: never installed yet (``profileStatus: Released``)."""
         with self.lock:
             iccid = iccid or self._next_iccid()
+            code = uuid.uuid4().hex.upper()
             self.esims[iccid] = {
                 "iccid": iccid,
                 "customerRef": customer_ref or "",
@@ -333,7 +352,10 @@ class FakeEsimGo(FakeApi):
                 "assignedDate": iso_z(self.now - started - timedelta(hours=3)),
                 "state": esim_state,
                 "profileName": profile,
-                "installed": self.now - started,
+                "installed": self.now - started if installed else None,
+                "profileStatus": "Installed" if installed else "Released",
+                "matchingId": f"JQ-{code[:6]}-{code[6:14]}",
+                "smdpAddress": "rsp.esim-go.example",
             }
             if bundle is not None:
                 a = self._assign(iccid, bundle, reference=str(uuid.uuid4()),
@@ -526,6 +548,7 @@ class FakeEsimGo(FakeApi):
     def register(self) -> None:
         self.route("GET", "/organisation", self.get_organisation)
         self.route("GET", "/esims", self.list_esims)
+        self.route("GET", "/esims/assignments", self.get_assignments)  # before {iccid}
         self.route("GET", "/esims/{iccid}", self.get_esim)
         self.route("GET", "/esims/{iccid}/bundles", self.get_bundles)
         self.route("GET", "/esims/{iccid}/bundles/{name}", self.get_bundle)
@@ -576,26 +599,84 @@ class FakeEsimGo(FakeApi):
         if e is None:
             return self._unknown_iccid(iccid)
         installed = e["installed"]
-        return Reply(
-            200,
-            {
-                "iccid": iccid,
-                "msisdn": "",
-                "pin": "0000",
-                "puk": "12345678",
-                "matchingId": "JQ-1A2B3C-4D5E6F7G",
-                "smdpAddress": "rsp.esim-go.example",
-                "profileStatus": "Installed",
-                "firstInstalledDateTime": int(installed.timestamp() * 1000)
+        body = {
+            "iccid": iccid,
+            "msisdn": "",
+            "pin": "0000",
+            "puk": "12345678",
+            **self._install_json(iccid),
+            "profileStatus": e["profileStatus"],
+            "customerRef": e["customerRef"],
+            "brandingId": "(default)",
+            "profileName": e["profileName"],
+            "state": e["state"],
+        }
+        if installed is not None:
+            body["firstInstalledDateTime"] = (
+                int(installed.timestamp() * 1000)
                 if self.first_installed == "epoch_ms"
-                else iso_z(installed),
-                "customerRef": e["customerRef"],
-                "brandingId": "(default)",
-                "profileName": e["profileName"],
-                "state": e["state"],
-                **self.esim_overrides.get(iccid, {}),
-            },
-        )
+                else iso_z(installed)
+            )
+        if "installUrl" in req.query.get("additionalFields", []):
+            lpa = f"LPA:1${e['smdpAddress']}${e['matchingId']}"
+            body["appleInstallUrl"] = (
+                "https://esimsetup.apple.com/esim_qrcode_provisioning?carddata=" + lpa
+            )
+            body["androidInstallUrl"] = (
+                "https://esimsetup.android.com/esim_qrcode_provisioning?carddata=" + lpa
+            )
+        body.update(self.esim_overrides.get(iccid, {}))
+        return Reply(200, body)
+
+    def install_of(self, iccid: str) -> tuple[str, str]:
+        """The eSIM's matching id and SM-DP+ host: what its activation code is made of."""
+        e = self.esims[iccid]
+        return e["matchingId"], e["smdpAddress"]
+
+    def _install_json(self, iccid: str) -> dict[str, Any]:
+        e = self.esims[iccid]
+        smdp = e["smdpAddress"]
+        return {
+            "matchingId": e["matchingId"],
+            "smdpAddress": f"http://{smdp}" if self.smdp_style == "url" else smdp,
+        }
+
+    def get_assignments(self, req: Request) -> Reply:
+        """``GET /esims/assignments?reference=``: the eSIMs of an order (or of an
+        assignment reference), as JSON when asked by ``Accept``, else CSV."""
+        ref = req.arg("reference") or ""
+        if not ref:
+            return self._bad("Missing required parameter: reference")
+        rows: list[tuple[str, str]] = []  # (iccid, bundle)
+        for o in self.orders:
+            if o["orderReference"] == ref:
+                rows += [(i, line["item"]) for line in o["lines"] for i in line["iccids"]]
+        rows += [(a["iccid"], a["name"]) for a in self.assignments if a["reference"] == ref]
+        if not rows:
+            return self._bad(f"No eSIMs found for reference {ref}")
+        if any(self.esims[i]["state"] == "deactivated" for i, _ in rows):
+            return Reply(410, {"message": "eSIM has been deactivated"})
+        if "application/json" not in (req.header("accept") or ""):
+            lines = ['"ICCID","Matching ID","RSP URL","Bundle"']
+            for i, b in rows:
+                x = self._install_json(i)
+                lines.append(f'"{i}","{x["matchingId"]}","{x["smdpAddress"]}","{b}"')
+            return Reply(200, raw=("\n".join(lines) + "\n").encode(),
+                         headers={"Content-Type": "text/csv"})  # fmt: skip
+        if self.assignments_shape == "list":
+            out = []
+            for i, b in rows:
+                x = self._install_json(i)
+                out.append({"iccid": i, "matchingId": x["matchingId"],
+                            "rspUrl": x["smdpAddress"], "bundle": b, "reference": ref})  # fmt: skip
+            return Reply(200, out)
+        i = rows[0][0]
+        e = self.esims[i]
+        body = {"iccid": i, **self._install_json(i), "profileStatus": e["profileStatus"],
+                "pin": "0000", "puk": "12345678"}  # fmt: skip
+        if e["installed"] is not None:
+            body["firstInstalledDateTime"] = iso_z(e["installed"])
+        return Reply(200, body)
 
     def _assignment_json(self, a: dict[str, Any]) -> dict[str, Any]:
         factor = MB if self.allowance_unit == "MB" else 1
@@ -716,7 +797,7 @@ class FakeEsimGo(FakeApi):
             item = {k: v for k, v in line.items() if k not in ("iccids", "esims")}
             if include_iccids:
                 item["iccids"] = line["iccids"]
-                item["esims"] = line["esims"]
+                item["esims"] = [{"iccid": i, **self._install_json(i)} for i in line["iccids"]]
             lines.append(item)
         return {
             "order": lines,
@@ -848,19 +929,20 @@ class FakeEsimGo(FakeApi):
         ref = str(uuid.uuid4())
         created = self.now
         for item, (name, qty, iccids, reassign) in zip(items, lines, strict=True):
-            item["iccids"], item["esims"] = [], []
+            item["iccids"] = []
             targets = iccids or ([None] * qty if assign else [])
             for i, iccid in enumerate(targets):
                 if iccid is None or (reassign and not self._compatible(iccid, name)):
-                    new = self.add_esim(bundle=None, profile=self.catalogue[name]["profileName"])
+                    new = self.add_esim(bundle=None, profile=self.catalogue[name]["profileName"],
+                                        installed=False, started=timedelta(0))  # fmt: skip
                     if iccid is not None:
                         self.reassigned.append(new)
+                    else:
+                        self.new_esims.append(new)
                     iccid = new
                 a_ref = ref if self.assignment_refs == "order" else str(uuid.uuid4())
                 self._assign(iccid, name, reference=a_ref, at=created, index=i)
                 item["iccids"].append(iccid)
-                item["esims"].append({"iccid": iccid, "matchingId": "JQ-9Z8Y7X",
-                                      "smdpAddress": "rsp.esim-go.example"})  # fmt: skip
         n = sum(len(i["iccids"]) for i in items)
         order = {
             "orderReference": ref,
@@ -873,4 +955,4 @@ class FakeEsimGo(FakeApi):
             "runningBalance": f"{self.balance:.2f}",
         }
         self.orders.append(order)
-        return Reply(200, self._order_json(order, True))
+        return Reply(200, self._order_json(order, self.transaction_esims))

@@ -9,6 +9,7 @@ a plan, ``buy --country CC`` offers them, sorted as ``plans`` sorts them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -188,7 +189,10 @@ async def _buy(
             )
     activation = new.activation if new is not None else None
     if activation is None and row.iccid:
-        activation = await provider.activation(row.iccid)
+        try:
+            activation = await provider.activation(row.iccid)
+        except EsimctlError:
+            activation = None  # bought all the same: 'esimctl install' asks again later
     lines = [
         (
             f"[green]✓[/] the earlier purchase of {esc(plan.name)} went through (order "
@@ -237,7 +241,9 @@ async def _allocated(env: Env, provider: Provider, row: Any, timeout: timedelta)
         status.start()
     try:
         while True:
-            await pipeline.allocate(env, provider)
+            # A failed look is no verdict: the eSIM is bought; keep waiting for it.
+            with contextlib.suppress(EsimctlError):
+                await pipeline.allocate(env, provider)
             row = env.orders.get(row.id)
             if row.iccid or loop.time() >= deadline:
                 return row

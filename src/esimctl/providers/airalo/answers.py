@@ -9,13 +9,17 @@ are unknown, statuses they do not list no verdict.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
+from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from esimctl.errors import (
     AuthRejected,
@@ -26,10 +30,12 @@ from esimctl.errors import (
     TemporaryFailure,
 )
 from esimctl.models import (
+    Activation,
     DailyAllowance,
     Esim,
     EsimState,
     Money,
+    NewEsim,
     Order,
     OrderState,
     Package,
@@ -203,10 +209,15 @@ def topup_plans(body: Any, *, account: str) -> list[Plan] | None:
 
 
 def catalogue_plans(
-    destinations: Iterable[Mapping[str, Any]], country: str, *, account: str
+    destinations: Iterable[Mapping[str, Any]],
+    country: str,
+    *,
+    account: str,
+    pricing: Mapping[str, Any] | None = None,
 ) -> list[Plan]:
     """The packages of ``/v2/packages``: destinations, their operators, their packages,
-    each named ``Operator-Title``, for the countries the operator (or destination) names."""
+    each named ``Operator-Title``, for the countries the operator (or destination) names,
+    priced by the answer's ``pricing`` (under discount pricing ``net_price`` is null)."""
     plans: list[Plan] = []
     for dest in destinations:
         # Local entries name their country; regional/global ones leave it empty.
@@ -224,17 +235,20 @@ def catalogue_plans(
                     continue
                 title = str(pkg.get("title") or pkg.get("data") or pkg["id"])
                 name = f"{op['title']}-{title}" if op.get("title") else title
-                plans.append(plan_from(pkg, account=account, name=name, countries=codes))
+                plans.append(
+                    plan_from(pkg, account=account, pricing=pricing, name=name, countries=codes)
+                )
     return plans
 
 
 # -- orders --------------------------------------------------------------------------------
 
 
-def description_for(reference: str, iccid: str) -> str:
-    """Our reference, and the ICCID that top-up orders otherwise lose (``sims: []``)."""
+def description_for(reference: str, iccid: str | None = None) -> str:
+    """Our reference, and the ICCID that top-up orders otherwise lose (``sims: []``); a
+    new eSIM's order (no ICCID yet) carries the reference alone."""
     prefix = "" if reference.startswith("esimctl") else "esimctl "
-    return f"{prefix}{reference} ({iccid})"
+    return f"{prefix}{reference}" + (f" ({iccid})" if iccid else "")
 
 
 def reference_in(description: Any) -> tuple[str | None, str | None]:
@@ -314,6 +328,22 @@ def charge_in(data: Mapping[str, Any]) -> Money | None:
     return plan_price(data, pricing)
 
 
+def new_charge_in(data: Mapping[str, Any]) -> Money | None:
+    """The charge a new-eSIM order answer reports: ``total_amount_paid``/``unit_paid_price``
+    (discount pricing) or ``net_price``, as given; under discount pricing without them, the
+    retail ``price`` less ``discount_percentage``. Under net pricing without ``net_price``
+    (the documented Sandbox example) the answer does not say: None, never the retail
+    ``price``, which is not what the balance is charged."""
+    keys = ("total_amount_paid", "unit_paid_price", "net_price")
+    paid = [data[k] for k in keys if data.get(k) is not None]
+    if paid:
+        return usd(paid[0])
+    if data.get("pricing_model") != "discount_pricing":
+        return None
+    pricing = {"model": "discount_pricing", "discount_percentage": data.get("discount_percentage")}
+    return plan_price({"price": data.get("price")}, pricing)
+
+
 def balance_from(body: Any) -> Money | None:
     """``/v2/balance``: ``data.balances`` (an object, or a list of one), its
     ``availableBalance``."""
@@ -322,6 +352,201 @@ def balance_from(body: Any) -> Money | None:
         balances = balances[0] if balances else {}
     avail = as_dict(as_dict(balances).get("availableBalance"))
     return usd(avail.get("amount"), avail.get("currency"))
+
+
+# -- new eSIMs ------------------------------------------------------------------------------
+
+#: ``LPA:1$<SM-DP+ address>$<matching id>`` (an optional fourth part: an OID or a flag).
+_LPA = re.compile(r"LPA:1\$([^$\s]+)\$([^$\s]*)(?:\$[^\s]*)?", re.IGNORECASE)
+_APPLE_HOST = "esimsetup.apple.com"
+#: Installation notes longer than this are cut: they are read on a terminal.
+MAX_NOTES = 2000
+
+
+def _lpa(text: Any) -> str | None:
+    """An activation code as Airalo writes it in ``qrcode``, or None for anything else."""
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    m = _LPA.fullmatch(text)
+    return text if m and m.group(2) else None
+
+
+def lpa_of(sim: Mapping[str, Any]) -> str | None:
+    """The eSIM's activation code: ``qrcode`` (the LPA string), else built from ``lpa``
+    (the SM-DP+ address, despite its name) and ``matching_id``."""
+    code = _lpa(sim.get("qrcode"))
+    if code is not None:
+        return code
+    host, matching = sim.get("lpa"), sim.get("matching_id")
+    if isinstance(host, str) and isinstance(matching, str) and host.strip() and matching.strip():
+        return _lpa(f"LPA:1${host.strip()}${matching.strip()}")
+    return None
+
+
+def apple_url_for(url: Any, lpa: str) -> str | None:
+    """Apple's direct-install link, where it installs this very eSIM: Airalo's documented
+    examples pair ``qrcode`` ``LPA:1$lpa.airalo.com$TEST`` with a link whose ``carddata``
+    is another profile's code. A link for another code (or not Apple's) is left out."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme != "https" or parts.hostname != _APPLE_HOST:
+        return None
+    carddata = next(
+        (
+            unquote(v)
+            for k, _, v in (q.partition("=") for q in parts.query.split("&"))
+            if k == "carddata"
+        ),
+        None,
+    )
+    return url.strip() if carddata is not None and carddata.upper() == lpa.upper() else None
+
+
+class _Text(HTMLParser):
+    """Airalo's installation notes (``<p>``, ``<b>``, ``<ol><li>``, ``<br>``) as lines."""
+
+    _BLOCKS = frozenset({"p", "br", "div", "ol", "ul", "li", "h1", "h2", "h3", "h4", "tr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self._line: list[str] = []
+        self._counters: list[int | None] = []
+
+    def _end_line(self) -> None:
+        text = " ".join("".join(self._line).split())
+        if text:
+            self.lines.append(text)
+        self._line = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BLOCKS:
+            self._end_line()
+        if tag == "ol":
+            self._counters.append(0)
+        elif tag == "ul":
+            self._counters.append(None)
+        elif tag == "li" and self._counters:
+            n = self._counters[-1]
+            if n is not None:
+                self._counters[-1] = n + 1
+                self._line.append(f"{n + 1}. ")
+            else:
+                self._line.append("- ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._BLOCKS:
+            self._end_line()
+        if tag in ("ol", "ul") and self._counters:
+            self._counters.pop()
+
+    def handle_data(self, data: str) -> None:
+        self._line.append(data)
+
+    def close(self) -> None:
+        super().close()
+        self._end_line()
+
+
+def html_lines(text: Any) -> list[str]:
+    """The lines of an HTML fragment as plain text: tags gone, entities read, no control
+    characters (a terminal shows them), blank lines dropped."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    parser = _Text()
+    try:
+        parser.feed(text)
+        parser.close()
+    except Exception:  # an unparsable fragment: its text without the tags
+        return [" ".join(re.sub(r"<[^>]*>", " ", html.unescape(text)).split())]
+    clean = (re.sub(r"[\x00-\x1f\x7f-\x9f]", "", ln).strip() for ln in parser.lines)
+    return [ln for ln in clean if ln]
+
+
+_LIST_ITEM = re.compile(r"(?:\d+\.|-)\s")
+
+
+def _sections(lines: list[str]) -> list[tuple[str, ...]]:
+    """Lines grouped as a heading and the list items under it."""
+    out: list[list[str]] = []
+    for ln in lines:
+        if out and _LIST_ITEM.match(ln):
+            out[-1].append(ln)
+        else:
+            out.append([ln])
+    return [tuple(s) for s in out]
+
+
+def install_notes(order: Mapping[str, Any]) -> str | None:
+    """An order's ``qrcode_installation`` then ``manual_installation`` as plain text; the
+    sections the second repeats (the eSIM name and coverage, how to reach data) are not
+    repeated."""
+    qr = _sections(html_lines(order.get("qrcode_installation")))
+    manual = [s for s in _sections(html_lines(order.get("manual_installation"))) if s not in qr]
+    lines = [ln for s in qr for ln in s]
+    if lines and manual:
+        lines.append("")
+    lines += [ln for s in manual for ln in s]
+    text = "\n".join(lines).strip()
+    if not text:
+        return None
+    return text if len(text) <= MAX_NOTES else text[: MAX_NOTES - 1].rstrip() + "…"
+
+
+def activation_from(sim: Mapping[str, Any], order: Mapping[str, Any] | None) -> Activation | None:
+    """How to install one eSIM of an order answer, the order list, or ``/v2/sims/{iccid}``
+    (its order, with the notes, in ``order``/``simable``); None without a readable code."""
+    code = lpa_of(sim)
+    if code is None:
+        # No code of its own: the direct-install link may still carry it.
+        url = sim.get("direct_apple_installation_url")
+        if isinstance(url, str):
+            query = urlsplit(url.strip()).query
+            for key, _, value in (q.partition("=") for q in query.split("&")):
+                if key == "carddata":
+                    code = _lpa(unquote(value))
+    if code is None:
+        return None
+    return Activation(
+        code,
+        apple_url=apple_url_for(sim.get("direct_apple_installation_url"), code),
+        notes=install_notes(order or {}),
+    )
+
+
+def first_sim(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The eSIM of an order (esimctl orders one at a time): ``sims[0]`` with an ICCID."""
+    sims = item.get("sims")
+    if isinstance(sims, list) and sims and isinstance(sims[0], dict):
+        iccid = sims[0].get("iccid")
+        if isinstance(iccid, (str, int)) and str(iccid).strip():
+            return sims[0]
+    return None
+
+
+def new_esim_from(
+    data: Mapping[str, Any],
+    *,
+    account: str,
+    now: datetime,
+    reference: str | None = None,
+) -> NewEsim:
+    """A new-eSIM order (the ``POST /v2/orders`` answer, or one of ``GET /v2/orders``): the
+    order with the charge it reports, its eSIM and how to install it."""
+    sim = first_sim(data)
+    iccid = str(sim["iccid"]).strip() if sim is not None else None
+    order = order_from(data, account=account, now=now, iccid=iccid)
+    order = replace(order, price=new_charge_in(data), reference=reference or order.reference)
+    activation = activation_from(sim, data) if sim is not None else None
+    return NewEsim(order, iccid=iccid, activation=activation)
+
+
+def is_failed(item: Mapping[str, Any]) -> bool:
+    """An order Airalo says failed or refunded (no eSIM came of it)."""
+    status = as_dict(item.get("status")).get("slug") or item.get("status")
+    return _ORDER_STATES.get(str(status or "").lower()) == OrderState.FAILED
 
 
 # -- eSIMs ---------------------------------------------------------------------------------
@@ -441,16 +666,20 @@ def history_in(e: Esim | None) -> list[tuple[str, str, str]] | None:
 # -- errors --------------------------------------------------------------------------------
 
 
-def business_error(code: int | None, reason: str) -> EsimctlError:
-    """A business failure ``{"code": n, "reason": "..."}`` (``reason`` already scrubbed)."""
+def business_error(code: int | None, reason: str, *, new_esim: bool = False) -> EsimctlError:
+    """A business failure ``{"code": n, "reason": "..."}`` (``reason`` already scrubbed);
+    ``new_esim``: the answer to an order for a new eSIM, not a top-up."""
     reason = reason.strip().rstrip(".")
     text = f"Airalo: {reason} (code {code})" if reason else f"Airalo refused (code {code})"
     if code == 11:
         detail = re.sub(r"^insufficient airalo credit\W*", "", reason, flags=re.IGNORECASE)
+        what = "a new eSIM" if new_esim else "this top-up"
         return InsufficientBalance(
-            "not enough Airalo credit for this top-up" + (f": {detail}" if detail else ""),
+            f"not enough Airalo credit for {what}" + (f": {detail}" if detail else ""),
             hint="add credit in the Airalo Partner dashboard, then run the command again",
         )
+    if code == 34 and new_esim:
+        return InvalidInput(f"{text}: pick another plan ('esimctl plans --country CC')")
     if code == 89:
         return AuthRejected(
             f"{text}: add this machine's IP address to the allow-list in the Airalo "
@@ -481,3 +710,23 @@ def validation_error(items: Mapping[str, str]) -> EsimctlError:
         return InvalidInput(f"Airalo refused the ICCID: {items['iccid']}")
     detail = "; ".join(f"{k}: {v}" for k, v in items.items()) or "invalid parameters"
     return ProviderError(f"Airalo refused the request: {detail}")
+
+
+def new_order_error(items: Mapping[str, str]) -> EsimctlError:
+    """A validation failure of ``POST /v2/orders`` (a new eSIM; texts already scrubbed):
+    nothing was bought."""
+    if "package_id" in items:
+        return InvalidInput(
+            f"Airalo does not sell this plan as a new eSIM ({items['package_id']}); "
+            "'esimctl plans --country CC' lists the ones it does"
+        )
+    quantity = items.get("quantity", "")
+    if "not available" in quantity.lower():
+        # A refusal (nothing bought), not "try later": to a purchase, that would read as an
+        # outcome to look up.
+        return ProviderError(
+            f"Airalo has no eSIM of this plan in stock now ({quantity}); try another plan or later",
+            code="out_of_stock",
+        )
+    detail = "; ".join(f"{k}: {v}" for k, v in items.items()) or "invalid parameters"
+    return ProviderError(f"Airalo refused the order: {detail}")

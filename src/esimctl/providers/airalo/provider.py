@@ -1,5 +1,6 @@
 """The Airalo provider: Partner API v2 endpoints, the token, the documented rate limits,
-pages, the purchase of a top-up and the lookup of an order whose answer was lost.
+pages, the purchase of a top-up or a new eSIM and the lookup of an order whose answer was
+lost.
 
 What the answers mean is ``answers``; HTTP, the token cache, pages and the reading of
 values are the provider kit's (``esimctl.providers.kit``).
@@ -24,7 +25,7 @@ from esimctl.errors import (
     ProviderError,
     TemporaryFailure,
 )
-from esimctl.models import Esim, Money, Order, Plan
+from esimctl.models import Activation, Esim, Money, NewEsim, Order, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
 from esimctl.providers.kit.concurrency import bounded_map
 from esimctl.providers.kit.http import ApiClient, KeyedThrottle, Throttle
@@ -42,7 +43,10 @@ from .answers import (
     esim_from,
     has_next_page,
     history_in,
+    is_failed,
     is_ours,
+    new_esim_from,
+    new_order_error,
     order_from,
     orders_readable,
     read_page,
@@ -75,6 +79,7 @@ class AiraloProvider(Provider):
             Capability.TOPUPS,
             Capability.CATALOGUE,
             Capability.BUY_TOPUP,
+            Capability.BUY_ESIM,
             Capability.FIND_ORDER,
             Capability.ORDERS,
             Capability.BALANCE,
@@ -212,10 +217,16 @@ class AiraloProvider(Provider):
         params: Mapping[str, str] | None = None,
         *,
         throttles: tuple[Throttle, ...] = (),
+        bodies: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
+        """Every record of a list; ``bodies`` collects each page's answer (for what a page
+        says beside its records, like the catalogue's ``pricing``)."""
+
         async def fetch(page: int) -> tuple[list[dict[str, Any]], bool]:
             query = {**(params or {}), "limit": str(self.PAGE_SIZE), "page": str(page)}
             body = await self._call("GET", path, params=query, throttles=throttles)
+            if bodies is not None:
+                bodies.append(as_dict(body))
             items = read_page(body)
             if items is None:  # not "no records": an answer that says nothing
                 raise self._unreadable(path)
@@ -246,12 +257,14 @@ class AiraloProvider(Provider):
             return None  # the kit's mapping: RateLimited with Retry-After, TemporaryFailure
         b = as_dict(body)
         path = resp.request.url.path
+        # The order of a new eSIM (``POST /v2/orders``), not a top-up: its own wording.
+        new_esim = resp.request.method == "POST" and path.endswith("/v2/orders")
         acc = self.account
         fix = f"run 'esimctl account add {acc} --provider airalo --replace' to store new ones"
         # Business failures: {"code": n, "reason": "..."} (some documented with status 200).
         if "code" in b and "reason" in b and "data" not in b:
             reason = self.api.scrub(str(b.get("reason") or ""))
-            return business_error(to_int(b.get("code")), reason)
+            return business_error(to_int(b.get("code")), reason, new_esim=new_esim)
         data = b.get("data")
         message = str(as_dict(b.get("meta")).get("message") or "")
         if path.endswith("/v2/token"):
@@ -275,8 +288,8 @@ class AiraloProvider(Provider):
             what = "eSIM" if "/sims/" in path else "record"
             return NotFound(f"Airalo has no such {what} for account {acc!r} ({path})")
         if status == 422 or (status < 300 and message == "the parameter is invalid"):
-            fields = as_dict(data)
-            return validation_error({str(k): self.api.scrub(str(v)) for k, v in fields.items()})
+            fields = {str(k): self.api.scrub(str(v)) for k, v in as_dict(data).items()}
+            return new_order_error(fields) if new_esim else validation_error(fields)
         return None
 
     # -- reading -----------------------------------------------------------------------------
@@ -354,10 +367,12 @@ class AiraloProvider(Provider):
 
     async def catalogue(self, country: str) -> list[Plan]:
         cc = country.upper()
+        bodies: list[dict[str, Any]] = []
         destinations = await self._pages(
-            "/v2/packages", {"filter[country]": cc}, throttles=(self._packages,)
+            "/v2/packages", {"filter[country]": cc}, throttles=(self._packages,), bodies=bodies
         )
-        return catalogue_plans(destinations, cc, account=self.account)
+        pricing = next((as_dict(b["pricing"]) for b in bodies if b.get("pricing")), None)
+        return catalogue_plans(destinations, cc, account=self.account, pricing=pricing)
 
     async def orders(self) -> list[Order]:
         items = await self._pages("/v2/orders", {"include": "sims,status"})
@@ -395,12 +410,14 @@ class AiraloProvider(Provider):
         order = order_from(data, account=self.account, now=self.ctx.clock(), iccid=esim.iccid)
         return replace(order, reference=reference, price=charge_in(data))
 
-    async def find_order(
-        self, reference: str, *, iccid: str | None, since: datetime
-    ) -> Order | None:
+    async def _find(
+        self, reference: str, iccid: str | None, since: datetime
+    ) -> dict[str, Any] | None:
+        """The order of ours carrying ``reference`` in its description, as Airalo lists it;
+        None when a readable list has none."""
         now = self.ctx.clock()
 
-        async def lookup(params: Mapping[str, str]) -> Order | None:
+        async def lookup(params: Mapping[str, str]) -> dict[str, Any] | None:
             # An answer esimctl cannot read leaves the order unresolved, never "not made".
             try:
                 items = await self._pages("/v2/orders", {"include": "sims,status", **params})
@@ -410,8 +427,7 @@ class AiraloProvider(Provider):
                 raise
             if not orders_readable(items):
                 raise self._lookup_unreadable()
-            found = next((i for i in items if is_ours(i, reference, iccid)), None)
-            return order_from(found, account=self.account, now=now) if found else None
+            return next((i for i in items if is_ours(i, reference, iccid)), None)
 
         found = await lookup({"filter[description]": reference})
         if found is not None:
@@ -422,9 +438,60 @@ class AiraloProvider(Provider):
         window = f"{first:%Y-%m-%d} - {(now + timedelta(days=1)).astimezone(UTC):%Y-%m-%d}"
         return await lookup({"filter[created_at]": window})
 
+    async def find_order(
+        self, reference: str, *, iccid: str | None, since: datetime
+    ) -> Order | None:
+        found = await self._find(reference, iccid, since)
+        return order_from(found, account=self.account, now=self.ctx.clock()) if found else None
+
+    # -- new eSIMs ---------------------------------------------------------------------------
+
+    async def buy_esim(self, plan: Plan, reference: str) -> NewEsim:
+        """One ``POST /v2/orders`` (multipart, as documented) for one eSIM of ``plan``, our
+        reference in ``description``; synchronous: the answer carries the eSIM."""
+        fields = {
+            "package_id": plan.id,
+            "quantity": "1",
+            "type": "sim",
+            "description": self.description_for(reference),
+        }
+        body = await self._call(
+            "POST",
+            "/v2/orders",
+            idempotent=False,
+            files={k: (None, v) for k, v in fields.items()},
+        )
+        data = as_dict(as_dict(body).get("data"))
+        if not data.get("id") and not data.get("code"):
+            raise OutcomeUnknown(
+                "Airalo answered the order without an order; its outcome will be checked "
+                "before anything is bought again",
+                account=self.account,
+                provider=self.id,
+            )
+        return new_esim_from(data, account=self.account, now=self.ctx.clock(), reference=reference)
+
+    async def find_esim_order(self, reference: str, *, since: datetime) -> NewEsim | None:
+        found = await self._find(reference, None, since)
+        if found is None:
+            return None
+        if is_failed(found) and not found.get("sims"):
+            return None  # Airalo says it failed: no eSIM came of it
+        return new_esim_from(found, account=self.account, now=self.ctx.clock())
+
+    async def activation(self, iccid: str) -> Activation | None:
+        """``GET /v2/sims/{iccid}`` with its order: the code (``qrcode``, or ``lpa`` and
+        ``matching_id``), Apple's link, the order's installation notes."""
+        body = await self._call("GET", f"/v2/sims/{iccid}", params={"include": "order"})
+        sim = as_dict(as_dict(body).get("data"))
+        return answers.activation_from(sim, as_dict(sim.get("simable")))
+
     def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
         """Applied once the package history lists the bought package anew (usage figures
-        are cached 20 minutes: they cannot tell); figures only without a history."""
+        are cached 20 minutes: they cannot tell); figures only without a history. A new
+        eSIM is served once Airalo lists it."""
+        if order.extra.get("kind") == "new":
+            return order.iccid is not None and after.iccid == order.iccid
         after_h = history_in(after)
         if after_h is None:
             if before is None:

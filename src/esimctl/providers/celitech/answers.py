@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from esimctl.errors import InvalidInput, ProviderError
-from esimctl.models import Esim, EsimState, Money, Order, OrderState, Package, Plan
+from esimctl.models import Activation, Esim, EsimState, Money, Order, OrderState, Package, Plan
 from esimctl.providers.kit.units import to_bytes, to_money
 from esimctl.providers.kit.values import as_dict, parse_time, to_decimal, to_str
 
@@ -118,6 +118,24 @@ def parse_plan_id(plan_id: str) -> tuple[Decimal, int]:
     return (Decimal(-1) if size == "unl" else Decimal(size[:-2])), int(m.group("days"))
 
 
+def parse_new_plan_id(plan_id: str) -> tuple[str, Decimal, int]:
+    """(destination, dataLimitInGB, duration in days) from the id of a plan for a new
+    eSIM (``fr-3gb-30d``): its head is the destination the package was listed under."""
+    m = _PLAN_ID.match(plan_id.strip().lower())
+    if not m or not m.group("dest"):
+        raise InvalidInput(
+            f"unknown Celitech plan {plan_id!r} for a new eSIM: "
+            "use an id from 'esimctl plans --country CC', like fr-3gb-30d"
+        )
+    gb, days = parse_plan_id(plan_id)
+    return m.group("dest").upper(), gb, days
+
+
+def gb_wire(gb: Decimal) -> int | float:
+    """``dataLimitInGB`` as the API takes it: 3, 0.5."""
+    return int(gb) if gb == gb.to_integral_value() else float(gb)
+
+
 def pick_duration(min_days: Any, max_days: Any, unlimited: bool) -> int | None:
     """The longest accepted duration in a package's ``minDays``..``maxDays`` price bracket
     (every duration in it costs the same)."""
@@ -218,6 +236,39 @@ def parse_profile(body: Any) -> Profile:
     flag = d.get("isTopUpAllowed")
     status, conn = upper_code(d.get("status")), upper_code(d.get("connectivityStatus"))
     return Profile(to_str(d.get("iccid")), status, conn, flag if isinstance(flag, bool) else None)
+
+
+# -- a new eSIM ---------------------------------------------------------------------------------
+
+_LPA = re.compile(r"LPA:1\$[^$\s]+\$\S+", re.IGNORECASE)
+_MATCHING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$")
+
+
+def new_purchase(answer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``POST /v1/purchases/v2``: (purchase, profile) of the one eSIM bought. The SDKs read
+    an array, one item per eSIM of ``quantity``; a single object is read the same way."""
+    item = answer[0] if isinstance(answer, list) and answer else answer
+    d = as_dict(item)
+    return as_dict(d.get("purchase")), as_dict(d.get("profile"))
+
+
+def activation_from(profile: Any) -> Activation | None:
+    """How to install an eSIM from a profile (the purchase answer's ``profile``, or
+    ``GET /v1/esim``'s ``esim``). The LPA string is ``manualActivationCode`` (current docs;
+    ``activationCode`` is then a QR image in base64) or ``activationCode`` (the 2025-03
+    model, without ``manualActivationCode``); a bare matching id goes with ``smdpAddress``.
+    A QR image is never taken for the code. The code is secret-like: never logged."""
+    d = as_dict(profile)
+    manual, code = to_str(d.get("manualActivationCode")), to_str(d.get("activationCode"))
+    smdp = to_str(d.get("smdpAddress"))
+    lpa = next((c for c in (manual, code) if c and _LPA.fullmatch(c)), None)
+    if lpa is None and manual and smdp and _MATCHING_ID.match(manual) and _HOST.match(smdp):
+        lpa = f"LPA:1${smdp}${manual}"
+    if lpa is None:
+        return None
+    apple = to_str(d.get("iosActivationLink"))
+    return Activation(lpa, apple_url=apple if apple and apple.startswith("https://") else None)
 
 
 # -- an eSIM from its purchases ---------------------------------------------------------------

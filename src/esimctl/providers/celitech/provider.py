@@ -3,9 +3,10 @@ credentials, the client-side rate limit, cursor lists, the top-up and its lookup
 
 No "list eSIMs" resource: the eSIM list is ``GET /v1/purchases`` grouped by ICCID, an eSIM's
 figures add up the consumption of its purchases that have not ended, and ``GET /v1/esim``
-gives its profile status and whether a top-up is allowed. Where Celitech's docs are silent or
-disagree, both readings are accepted (the doc's last table). What the answers mean is read in
-``answers``.
+gives its profile status and whether a top-up is allowed. A new eSIM is one
+``POST /v1/purchases/v2``, found again by its ``referenceId`` like a top-up. Where
+Celitech's docs are silent or disagree, both readings are accepted (the doc's last table).
+What the answers mean is read in ``answers``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from esimctl.errors import (
     EsimctlError,
     InsufficientBalance,
     InvalidInput,
+    LimitRefused,
     NotFound,
     OutcomeUnknown,
     ProviderError,
 )
-from esimctl.models import Esim, Money, Order, OrderState, Plan
+from esimctl.models import Activation, Esim, Money, NewEsim, Order, OrderState, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
 from esimctl.providers.kit.concurrency import bounded_map
 from esimctl.providers.kit.http import ApiClient, ErrorMapper, Throttle
@@ -43,11 +45,15 @@ from .answers import (
     Consumption,
     Profile,
     Purchase,
+    activation_from,
     build_esim,
     error_message,
+    gb_wire,
+    new_purchase,
     order_from_purchase,
     parse_consumption,
     parse_date,
+    parse_new_plan_id,
     parse_plan_id,
     parse_profile,
     parse_purchase,
@@ -60,6 +66,7 @@ PRODUCTION_API = f"https://{PRODUCTION_HOST}"
 PRODUCTION_TOKEN_URL = "https://auth.celitech.net/oauth2/token"
 TOKEN_PATH = "/oauth2/token"
 TOPUP_PATH = "/v1/purchases/topup"
+NEW_ESIM_PATH = "/v1/purchases/v2"
 #: How the token request carries the client credentials: in the form body, or HTTP Basic.
 AUTH_STYLES = ("post", "basic")
 PURCHASES_PAGE = 100  # the documented maximum of ``limit`` on /purchases
@@ -81,7 +88,10 @@ class CelitechProvider(Provider):
     secret_fields: ClassVar[tuple[str, ...]] = ("CLIENT_ID", "CLIENT_SECRET")
     default_base_url: ClassVar[str | None] = PRODUCTION_API
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        map(Capability, ("list_esims", "topups", "catalogue", "buy_topup", "find_order", "orders"))
+        map(
+            Capability,
+            ("list_esims", "topups", "catalogue", "buy_topup", "buy_esim", "find_order", "orders"),
+        )
     )
     unit_base: ClassVar[int] = 1024
     # Celitech documents no cache; it suggests polling consumption about hourly.
@@ -212,6 +222,8 @@ class CelitechProvider(Provider):
             return NotFound(f"Celitech: {msg or 'not found'} ({path})")
         if resp.request.method == "POST" and path.endswith(TOPUP_PATH):
             return InvalidInput(f"Celitech refused the top-up: {msg or f'HTTP {status}'}")
+        if resp.request.method == "POST" and path.endswith(NEW_ESIM_PATH):
+            return InvalidInput(f"Celitech refused the new eSIM: {msg or f'HTTP {status}'}")
         return ProviderError(f"Celitech refused the request to {path}: {msg or f'HTTP {status}'}")
 
     # -- auth and requests ------------------------------------------------------------------
@@ -425,7 +437,7 @@ class CelitechProvider(Provider):
         profile = await self._require_topup_allowed(esim.iccid)
         body = {
             "iccid": esim.iccid,
-            "dataLimitInGB": int(gb) if gb == gb.to_integral_value() else float(gb),
+            "dataLimitInGB": gb_wire(gb),
             "duration": days,
             "referenceId": reference,
         }
@@ -460,26 +472,28 @@ class CelitechProvider(Provider):
         )
 
     async def _charged(
-        self, purchase_id: str, reference: str, iccid: str, listed: Money | None
+        self, purchase_id: str, reference: str, iccid: str | None, listed: Money | None
     ) -> Money | None:
-        """The top-up answer carries no price: the purchase list's, as given (a price that
+        """A purchase answer carries no price: the purchase list's, as given (a price that
         rose since listing reaches the caps); the listed one where it does not show yet."""
         try:
-            rows = await self._purchases(referenceId=reference, iccid=iccid)
+            rows = await self._purchases(
+                referenceId=reference, **({"iccid": iccid} if iccid else {})
+            )
         except EsimctlError:
             return listed
         return next((p.price for p in rows if p.id == purchase_id), listed)
 
-    async def find_order(
+    async def _by_reference(
         self, reference: str, *, iccid: str | None, since: datetime
-    ) -> Order | None:
+    ) -> Purchase | None:
+        """The purchase sent with ``reference`` (``GET /v1/purchases?referenceId=``)."""
         # The match is checked here too, in case a server ignores the referenceId filter;
         # afterDate starts a day early: its time zone is not documented.
         after = (since.astimezone(UTC) - timedelta(days=1)).date().isoformat()
         params = {"referenceId": reference, "afterDate": after} | (
             {"iccid": iccid} if iccid else {}
         )
-        now = self.ctx.clock()
         try:
             found = await self._purchases(**params)
         except ProviderError as exc:
@@ -489,10 +503,126 @@ class CelitechProvider(Provider):
                 "answered the order lookup with something esimctl cannot read",
                 code="lookup_unreadable",
             ) from None
-        for p in found:
-            if p.reference == reference and (iccid is None or p.iccid == iccid):
-                return order_from_purchase(p, account=self.account, provider=self.id, now=now)
-        return None
+        return next(
+            (p for p in found if p.reference == reference and (iccid is None or p.iccid == iccid)),
+            None,
+        )
+
+    async def find_order(
+        self, reference: str, *, iccid: str | None, since: datetime
+    ) -> Order | None:
+        p = await self._by_reference(reference, iccid=iccid, since=since)
+        if p is None:
+            return None
+        return order_from_purchase(p, account=self.account, provider=self.id, now=self.ctx.clock())
+
+    # -- new eSIMs --------------------------------------------------------------------------
+
+    async def _listed_now(self, plan: Plan) -> Plan | None:
+        """``plan`` as ``/v1/packages`` lists it now (its destination's packages read again,
+        as ``catalogue`` reads them); None when it is no longer sold."""
+        destination, _, _ = parse_new_plan_id(plan.id)
+        rows = await self._pages("/v1/packages", "packages", PACKAGES_PAGE, destination=destination)
+        plans = plans_from_packages(
+            rows,
+            account=self.account,
+            provider=self.id,
+            kind="new",
+            currency=self.currency,
+            names={},
+        )
+        return next((p for p in plans if p.id == plan.id), None)
+
+    async def validate_esim(self, plan: Plan) -> Money | None:
+        """Celitech has no order check: the price its package list asks now."""
+        now = await self._listed_now(plan)
+        if now is None:
+            raise self._error(
+                InvalidInput, f"Celitech no longer sells {plan.id!r}: check 'esimctl plans'"
+            )
+        return now.price
+
+    async def _check_price(self, plan: Plan) -> None:
+        """A purchase carries no price: the package list, read again just before, must ask
+        no more than the price shown (the catalogue may come from esimctl's cache)."""
+        shown, asked, tail = plan.price, None, ""
+        country = plan.countries[0] if plan.countries else "CC"
+        where = f"'esimctl plans --country {country} --refresh'"
+        if shown is not None:
+            listed = await self._listed_now(plan)
+            if listed is None:
+                raise self._error(
+                    InvalidInput,
+                    f"Celitech no longer sells {plan.id!r}; nothing was bought: check {where}",
+                )
+            asked = listed.price
+        if shown is None:
+            why = f"Celitech plan {plan.id} has no listed price, and esimctl does not buy at an "
+            why += "unknown price"
+        elif asked is None or asked.currency != shown.currency:
+            why = f"Celitech no longer lists {plan.id} at a price esimctl can compare with the "
+            why += f"{shown} shown"
+        elif asked.amount > shown.amount:
+            why = f"Celitech now asks {asked} for {plan.id}, more than the {shown} shown"
+            tail = f", check {where}"
+        else:
+            return
+        raise self._error(LimitRefused, f"refused: {why}; nothing was bought{tail}")
+
+    async def buy_esim(self, plan: Plan, reference: str) -> NewEsim:
+        """One ``POST /v1/purchases/v2`` (quantity 1, our reference as ``referenceId``):
+        synchronous, the answer names the eSIM and how to install it."""
+        if plan.kind != "new":
+            raise self._error(InvalidInput, f"{plan.id!r} is a top-up, not a new eSIM")
+        destination, gb, days = parse_new_plan_id(plan.id)
+        await self._check_price(plan)
+        body = {
+            "destination": destination,
+            "dataLimitInGB": gb_wire(gb),
+            "duration": days,
+            "quantity": 1,
+            "referenceId": reference,
+        }
+        answer = await self._call("POST", NEW_ESIM_PATH, json=body, idempotent=False)
+        purchase, profile = new_purchase(answer)
+        if (pid := to_str(purchase.get("id"))) is None:
+            raise self._error(
+                OutcomeUnknown,
+                "Celitech answered the new eSIM without a purchase id; its outcome will be "
+                "checked before anything is bought again",
+            )
+        iccid = to_str(profile.get("iccid"))
+        extra = {"package_id": to_str(purchase.get("packageId")), "kind": "new"}
+        order = Order(
+            id=pid,
+            account=self.account,
+            provider=self.id,
+            iccid=iccid,
+            plan_id=plan.id,
+            plan=plan.name,
+            price=await self._charged(pid, reference, iccid, plan.price),
+            created_at=parse_date(purchase.get("createdDate"), purchase.get("createdAt"))
+            or self.ctx.clock(),
+            state=OrderState.COMPLETED,
+            source="provider",
+            reference=reference,
+            extra={k: v for k, v in extra.items() if v is not None},
+        )
+        # Without an ICCID (an answer cut short of its profile), the purchase list gives it.
+        return NewEsim(order, iccid=iccid, activation=activation_from(profile) if iccid else None)
+
+    async def find_esim_order(self, reference: str, *, since: datetime) -> NewEsim | None:
+        p = await self._by_reference(reference, iccid=None, since=since)
+        if p is None:
+            return None
+        order = order_from_purchase(p, account=self.account, provider=self.id, now=self.ctx.clock())
+        return NewEsim(order, iccid=p.iccid)
+
+    async def activation(self, iccid: str) -> Activation | None:
+        """``GET /v1/esim``: ``manualActivationCode`` (the QR image beside it is not used:
+        esimctl draws the code itself)."""
+        body = await self._call("GET", "/v1/esim", params={"iccid": iccid})
+        return activation_from(as_dict(body).get("esim"))
 
     def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
         """A top-up is applied once its purchase is one of the eSIM's packages."""

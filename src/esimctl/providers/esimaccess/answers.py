@@ -27,6 +27,7 @@ from esimctl.errors import (
     TemporaryFailure,
 )
 from esimctl.models import (
+    Activation,
     AfterAllowance,
     DailyAllowance,
     Esim,
@@ -53,6 +54,11 @@ AUTH_CODES = frozenset({"000101", "000102", "101003", "401001"})
 UNKNOWN_PLAN_CODES = frozenset({"310201", "310211", "310241", "310243", "310251"})
 #: "Missing parameter": the answer of an ``/esim/query`` that wants a filter after all.
 MISSING_PARAMETER_CODES = ("000105", "000106")
+#: "Profile is being downloaded for the order": ``/esim/query`` by the orderNo of a new
+#: eSIM whose profile eSIM Access is still allocating.
+ALLOCATING_CODE = "200010"
+#: The price checks of an order: a package's ``price`` (200005), the total ``amount`` (200006).
+PRICE_CODES = ("200005", "200006")
 
 _UNIT_DAYS = {"DAY": 1, "MONTH": 30, "YEAR": 365}
 _NOT_ACTIVE = {"CREATE", "PAYING", "PAID", "GETTING_RESOURCE", "GOT_RESOURCE"}
@@ -532,3 +538,63 @@ def transaction_id(reference: str) -> str:
         return ref
     digest = hashlib.sha256(reference.encode()).hexdigest()[:16]
     return f"{ref[: MAX_TRANSACTION_ID - 17]}-{digest}"
+
+
+# -- new eSIMs: the order sent, the profile allocated later ------------------------------------
+
+
+def new_esim_order(
+    reference: str,
+    tx: str,
+    order_no: str | None,
+    *,
+    account: str,
+    plan_id: str | None,
+    plan: str | None,
+    price: Money | None,
+    created_at: datetime,
+    iccid: str | None = None,
+) -> Order:
+    """The order of one new eSIM (``/esim/order``): ``orderNo`` as its id (the
+    transactionId while eSIM Access has not told it), pending until the eSIM shows."""
+    extra: dict[str, Any] = {"kind": "new", "transactionId": tx}
+    if order_no:
+        extra["orderNo"] = order_no
+    return Order(
+        id=order_no or tx,
+        account=account,
+        provider=PROVIDER_ID,
+        iccid=iccid,
+        plan_id=plan_id,
+        plan=plan,
+        price=price,
+        created_at=created_at,
+        state=OrderState.PENDING,
+        source="provider",
+        reference=reference,
+        extra=extra,
+    )
+
+
+def carries(raw: Mapping[str, Any], tx: str) -> bool:
+    """Does this ``/esim/query`` record belong to the order sent with ``tx``? The record's
+    own ``transactionId`` (documented), or one of its packages' (seen in live answers)."""
+    if str(raw.get("transactionId") or "") == tx:
+        return True
+    return any(
+        isinstance(p, Mapping) and str(p.get("transactionId") or "") == tx
+        for p in raw.get("packageList") or []
+    )
+
+
+def parse_activation(raw: Mapping[str, Any]) -> Activation | None:
+    """How to install the eSIM of a ``/esim/query`` record: ``ac``, the full LPA string
+    (``LPA:1$<SM-DP+>$<matching id>``). ``qrCodeUrl`` and ``shortUrl`` are ignored: the
+    QR code is drawn from ``ac``, and an image on eSIM Access's server is not needed."""
+    ac = str(raw.get("ac") or "").strip()
+    if ac and not ac.upper().startswith("LPA:") and ac.startswith("1$"):
+        ac = "LPA:" + ac  # the activation code without its scheme
+    if not ac.upper().startswith("LPA:1$") or len(ac.split("$")) < 3:
+        return None
+    apn = str(raw.get("apn") or "").strip()
+    return Activation(ac, notes=f"APN: {apn}" if apn else None)

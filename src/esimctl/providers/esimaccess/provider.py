@@ -14,7 +14,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -33,9 +33,10 @@ from esimctl.errors import (
     RateLimited,
     TemporaryFailure,
 )
-from esimctl.models import Esim, EsimState, Money, Order, Plan
+from esimctl.models import Activation, Esim, EsimState, Money, NewEsim, Order, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
 from esimctl.providers.esimaccess.answers import (
+    ALLOCATING_CODE,
     CURRENCY,
     MISSING_PARAMETER_CODES,
     PROVIDER_ID,
@@ -43,13 +44,16 @@ from esimctl.providers.esimaccess.answers import (
     DuplicateTransaction,
     Usage,
     api_time,
+    carries,
     envelope_error,
     esim_state,
     is_envelope,
     is_success,
     map_error,
+    new_esim_order,
     newest_per_iccid,
     package_list,
+    parse_activation,
     parse_esim,
     parse_money,
     parse_orders,
@@ -150,6 +154,7 @@ class EsimAccessProvider(Provider):
             Capability.TOPUPS,
             Capability.CATALOGUE,
             Capability.BUY_TOPUP,
+            Capability.BUY_ESIM,
             Capability.FIND_ORDER,
             Capability.ORDERS,
             Capability.BALANCE,
@@ -201,6 +206,8 @@ class EsimAccessProvider(Provider):
             )
         if is_envelope(body) and not is_success(body):
             code, msg = envelope_error(body)
+            if code == ALLOCATING_CODE and resp.request.url.path.endswith("/esim/query"):
+                return None  # a new eSIM still allocated: _order_rows reads it, not retried
             err = map_error(code, self._api.scrub(msg)[:200], account=self.account)
             if resp.status_code >= 500 and not isinstance(err, TemporaryFailure):
                 return TemporaryFailure(f"eSIM Access is unavailable (HTTP {resp.status_code})")
@@ -211,14 +218,27 @@ class EsimAccessProvider(Provider):
             return TemporaryFailure("eSIM Access sent an answer without its usual envelope")
         return None
 
+    async def _send(
+        self, endpoint: str, payload: Mapping[str, Any], *, idempotent: bool = True
+    ) -> Any:
+        """POST one signed request (signed over these exact bytes); the whole answer."""
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return await self._api.request(
+            "POST", API + endpoint, content=body, auth=self._signer, idempotent=idempotent
+        )
+
     async def _call(
         self, endpoint: str, payload: Mapping[str, Any], *, idempotent: bool = True
     ) -> Any:
-        """POST one signed request (signed over these exact bytes); ``obj`` of the answer."""
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        answer = await self._api.request(
-            "POST", API + endpoint, content=body, auth=self._signer, idempotent=idempotent
-        )
+        """POST one signed request; ``obj`` of the answer."""
+        answer = await self._send(endpoint, payload, idempotent=idempotent)
+        if isinstance(answer, Mapping) and not is_success(answer):
+            # Only a 200010 of /esim/query passes the error mapper: a list is no order.
+            raise TemporaryFailure(
+                f"eSIM Access could not answer now [{envelope_error(answer)[0]}]",
+                account=self.account,
+                provider=self.id,
+            )
         return answer.get("obj") if isinstance(answer, Mapping) else None
 
     def _unreadable(self, endpoint: str, obj: Any) -> TemporaryFailure:
@@ -418,7 +438,9 @@ class EsimAccessProvider(Provider):
         # is no day pass; otherwise the listing is read again just before.
         send_amount = plan.price is not None and plan.price.currency == CURRENCY and days is None
         if not send_amount:
-            await self._check_listed_price(plan, code, tran_no, esim.iccid)
+            await self._check_listed_price(
+                plan, lambda: self._topup_plans(esim.iccid, tran_no, code), "top-up"
+            )
         now = self.ctx.clock()
         tx = transaction_id(reference)
         for earlier, rec in self._journal().items():
@@ -484,12 +506,14 @@ class EsimAccessProvider(Provider):
         answer = obj if isinstance(obj, Mapping) else {}
         return self._order_from(reference, tx, esim.iccid, plan, answer, price=price)
 
-    async def _check_listed_price(self, plan: Plan, code: str, tran_no: str, iccid: str) -> None:
+    async def _check_listed_price(
+        self, plan: Plan, listing: Callable[[], Awaitable[list[Plan]]], kind: str
+    ) -> None:
         """Without ``amount``: the listing read again must ask no more than was agreed to."""
-        what, shown, asked, tail = f"eSIM Access top-up {plan.id}", plan.price, None, ""
+        what, shown, asked, tail = f"eSIM Access {kind} {plan.id}", plan.price, None, ""
         if shown is not None:
-            _, days = split_plan_id(plan.id)
-            plans = await self._topup_plans(iccid, tran_no, code)
+            code, days = split_plan_id(plan.id)
+            plans = await listing()
             listed = next((p for p in plans if p.id in (plan.id, code)), None)
             if listed is not None and days is not None and listed.per_day:
                 listed = listed.for_days(days)  # the day's price, times the days bought
@@ -617,3 +641,262 @@ class EsimAccessProvider(Provider):
         ):
             return True
         return super().is_applied(before, after, order)
+
+    # -- new eSIMs: /esim/order answers with an orderNo; the profile (ICCID and ``ac``) is
+    # allocated asynchronously and read from /esim/query by that orderNo -----------------
+
+    async def _new_plans(self, code: str) -> list[Plan]:
+        payload = {"locationCode": "", "type": "BASE", "packageCode": code}
+        return self._plans(await self._call("/package/list", payload), "new")
+
+    async def validate_esim(self, plan: Plan) -> Money | None:
+        """eSIM Access has no dry-run order: the package's price as listed now."""
+        code, days = split_plan_id(plan.id)
+        listed = next((p for p in await self._new_plans(code) if p.id == code), None)
+        if listed is None:
+            raise InvalidInput(
+                f"eSIM Access no longer sells {code}; nothing was bought",
+                account=self.account,
+                provider=self.id,
+            )
+        if days is not None and listed.per_day:
+            listed = listed.for_days(days)
+        return listed.price
+
+    async def buy_esim(self, plan: Plan, reference: str) -> NewEsim:
+        if plan.kind != "new":
+            raise InvalidInput(
+                f"{plan.id} is a top-up; 'esimctl renew ESIM --plan {plan.id}' buys it",
+                account=self.account,
+                provider=self.id,
+            )
+        code, days = split_plan_id(plan.id)
+        if plan.per_day and days is None:
+            raise InvalidInput(
+                f"{plan.id} is a day pass, sold by the day: esimctl buys it only for a "
+                f"number of days (its id with ':Nd', like {plan.id}:7d)",
+                account=self.account,
+                provider=self.id,
+            )
+        # ``amount`` and the package ``price`` (checked by eSIM Access) for a USD package
+        # that is no day pass, as the top-up does; otherwise the listing is read again.
+        send_amount = plan.price is not None and plan.price.currency == CURRENCY and days is None
+        if not send_amount:
+            await self._check_listed_price(plan, lambda: self._new_plans(code), "package")
+        now = self.ctx.clock()
+        tx = transaction_id(reference)
+        for earlier, rec in self._journal().items():
+            # The same new eSIM asked for again after a lost answer: the same transactionId,
+            # which eSIM Access takes for the same request.
+            if (
+                rec.get("kind") == "new"
+                and rec.get("state") == "unknown"
+                and rec.get("packageCode") == code
+                and rec.get("periodNum") == days
+                and now - (parse_time(rec.get("sent_at")) or now - REUSE_WITHIN) < REUSE_WITHIN
+            ):
+                tx = str(rec["tx"])
+                self.ctx.journal.record(earlier, state="resent")
+                break
+        item: dict[str, Any] = {"packageCode": code, "count": 1}
+        payload: dict[str, Any] = {"transactionId": tx, "packageInfoList": [item]}
+        units: int | None = None
+        if send_amount and plan.price is not None:
+            units = int(to_units(plan.price))
+            item["price"] = units
+            payload["amount"] = units  # a number here: the order docs type it Long
+        if days is not None:
+            item["periodNum"] = days
+        self.ctx.journal.record(
+            reference,
+            kind="new",
+            tx=tx,
+            packageCode=code,
+            periodNum=days,
+            plan=plan.name,
+            amount=units,
+            sent_at=now.isoformat(),
+            state="sent",
+        )
+        # The answer carries no price: only ``amount`` confirms the listed one was charged.
+        price = plan.price if units is not None else None
+        try:
+            obj = await self._call("/esim/order", payload, idempotent=False)
+        except DuplicateTransaction:
+            # The transactionId was used: that order was made. Its eSIM, when it shows.
+            self._mark(reference, "done")
+            try:
+                found = await self.find_esim_order(reference, since=now - REUSE_WITHIN)
+            except EsimctlError:
+                found = None
+            return found or NewEsim(
+                new_esim_order(
+                    reference,
+                    tx,
+                    None,
+                    account=self.account,
+                    plan_id=plan.id,
+                    plan=plan.name,
+                    price=price,
+                    created_at=now,
+                )
+            )
+        except (NotSent, RateLimited):
+            self._mark(reference, "refused")  # never sent, or refused before anything was done
+            raise
+        except TemporaryFailure as exc:
+            self._mark(reference, "unknown")
+            if isinstance(exc, OutcomeUnknown):
+                raise
+            raise OutcomeUnknown(
+                f"eSIM Access failed while ordering ({exc.message}); the outcome will be "
+                "checked before anything is bought again",
+                account=self.account,
+                provider=self.id,
+            ) from None
+        except LimitRefused:
+            # 200005/200006: the package's price is no longer the one sent.
+            self._mark(reference, "refused")
+            country = plan.countries[0] if len(plan.countries) == 1 else "CC"
+            raise LimitRefused(
+                f"refused: the price of {plan.id} changed at eSIM Access since it was listed "
+                f"at {plan.price}; nothing was bought. List the plans again ('esimctl plans "
+                f"--country {country} --refresh') to see the new price",
+                account=self.account,
+                provider=self.id,
+            ) from None
+        except EsimctlError:
+            self._mark(reference, "refused")  # a definite refusal: nothing was bought
+            raise
+        order_no = str(obj.get("orderNo") or "").strip() if isinstance(obj, Mapping) else ""
+        if not order_no:
+            self._mark(reference, "unknown")
+            raise OutcomeUnknown(
+                "eSIM Access accepted the order without saying its orderNo; it is looked up "
+                "by its transactionId before anything is bought again",
+                account=self.account,
+                provider=self.id,
+            )
+        self.ctx.journal.record(reference, order=order_no, state="done")
+        order = new_esim_order(
+            reference,
+            tx,
+            order_no,
+            account=self.account,
+            plan_id=plan.id,
+            plan=plan.name,
+            price=price,
+            created_at=now,
+        )
+        return NewEsim(order)  # the profile is allocated later: find_esim_order tells it
+
+    async def _order_rows(self, order_no: str) -> list[dict[str, Any]] | None:
+        """The eSIMs of one order; None while eSIM Access still allocates them (200010)."""
+        payload = {
+            "orderNo": order_no,
+            "iccid": "",
+            "esimTranNo": "",
+            "pager": {"pageNum": 1, "pageSize": PAGE_SIZE},  # an order holds at most 30
+        }
+        answer = await self._send("/esim/query", payload)
+        if isinstance(answer, Mapping) and not is_success(answer):
+            return None  # only 200010 passes the error mapper
+        obj = answer.get("obj") if isinstance(answer, Mapping) else None
+        if not isinstance(obj, Mapping):
+            raise self._unreadable("/esim/query", obj)
+        if obj.get("esimList") is None:
+            pager = obj.get("pager")
+            if isinstance(pager, Mapping) and to_int(pager.get("total")) == 0:
+                return []
+        rows = records(obj.get("esimList"))
+        if rows is None:
+            raise self._unreadable("/esim/query", obj)
+        return rows
+
+    async def find_esim_order(self, reference: str, *, since: datetime) -> NewEsim | None:
+        """None only when eSIM Access clearly has no order with our transactionId; an
+        answer that cannot be understood raises, and the order stays unresolved."""
+        try:
+            return await self._find_esim_order(reference, since=since)
+        except CredentialsError:
+            raise
+        except EsimctlError as exc:
+            raise self.lookup_unresolved(
+                f"could not say whether the new eSIM order {reference} went through ({exc.message})"
+            ) from None
+
+    async def _find_esim_order(self, reference: str, *, since: datetime) -> NewEsim | None:
+        record = self.ctx.journal.entry(reference)
+        tx = str(record.get("tx") or transaction_id(reference))
+        order_no = str(record.get("order") or "")
+        rows: list[dict[str, Any]] = []
+        known = bool(order_no)  # an orderNo eSIM Access gave, and has not denied
+        if order_no:
+            try:
+                found = await self._order_rows(order_no)
+            except NotFound:  # 310272: no such orderNo; our transactionId decides below
+                found, known = [], False
+            if found is None:  # being allocated
+                return self._new_esim(reference, tx, order_no, record, [])
+            rows = found
+        if not rows:
+            # The answer to the order was lost (no orderNo), or the orderNo is unknown:
+            # the eSIMs created since the request, by our transactionId.
+            listed = await self._query(
+                startTime=api_time(since - timedelta(minutes=5)),
+                endTime=api_time(self.ctx.clock() + timedelta(days=1)),
+            )
+            rows = [r for r in listed if carries(r, tx)]
+        if not rows:
+            if known:  # eSIM Access gave this orderNo, and lists no eSIM of it yet
+                return self._new_esim(reference, tx, order_no, record, [])
+            return None
+        return self._new_esim(reference, tx, order_no, record, rows)
+
+    def _new_esim(
+        self,
+        reference: str,
+        tx: str,
+        order_no: str,
+        record: Mapping[str, Any],
+        rows: list[dict[str, Any]],
+    ) -> NewEsim:
+        """The order (and its eSIM, once allocated) from the journal and the query's rows."""
+        allocated = [r for r in newest_per_iccid(rows) if str(r.get("iccid") or "").strip()]
+        row: Mapping[str, Any] = allocated[0] if allocated else (rows[0] if rows else {})
+        iccid = str(row.get("iccid") or "").strip() or None
+        pkgs = package_list(row)
+        first = pkgs[0] if pkgs else {}
+        plan_id = str(record.get("plan_id") or "") or None
+        if plan_id is None:
+            code = str(record.get("packageCode") or first.get("packageCode") or "")
+            days = record.get("periodNum")
+            plan_id = (f"{code}:{days}d" if days else code) or None
+        amount = record.get("amount")
+        price = parse_money(amount) if amount not in (None, "") else None
+        created = (
+            parse_time(record.get("sent_at"))
+            or parse_time(first.get("createTime"))
+            or self.ctx.clock()
+        )
+        order = new_esim_order(
+            reference,
+            tx,
+            order_no or str(row.get("orderNo") or "") or None,
+            account=self.account,
+            plan_id=plan_id,
+            plan=str(record.get("plan") or first.get("packageName") or "") or None,
+            price=price,
+            created_at=created,
+            iccid=iccid,
+        )
+        self._mark(reference, "done")
+        return NewEsim(order, iccid=iccid, activation=parse_activation(row) if iccid else None)
+
+    async def activation(self, iccid: str) -> Activation | None:
+        """``ac`` of the eSIM's current allocation (ICCIDs are reused: the newest)."""
+        try:
+            raw = await self._raw_esim(iccid)
+        except NotFound:
+            return None
+        return parse_activation(raw)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from esimctl.models import Esim, EsimState, Order, OrderState, Package, Plan
+from esimctl.models import Activation, Esim, EsimState, Order, OrderState, Package, Plan
 from esimctl.providers.kit.units import to_bytes, to_money, unit_factor
 from esimctl.providers.kit.values import as_list, parse_time, records, to_bool, to_decimal, to_int
 
@@ -454,6 +454,65 @@ def orders_from(
             )
         )
     return out
+
+
+# -- new eSIMs: how to install one ----------------------------------------------------------
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_LPA_PART = re.compile(r"[^\s$]+")
+
+
+def smdp_host(value: Any) -> str | None:
+    """The SM-DP+ address as an activation code carries it (``rsp.esim-go.example``). The
+    documentation gives it bare in one example and as ``http://smdp.example.com`` in
+    others: a scheme and a trailing slash are dropped; anything else odd is no address."""
+    if not isinstance(value, str):
+        return None
+    host = _SCHEME.sub("", value.strip()).rstrip("/")
+    return host if _LPA_PART.fullmatch(host) and "/" not in host else None
+
+
+def activation_from(record: Any) -> Activation | None:
+    """How to install one eSIM from a record naming its ``matchingId`` and SM-DP+ address
+    (``smdpAddress``; ``rspUrl`` in the ``Assignments`` schema): ``LPA:1$host$matchingId``,
+    with ``appleInstallUrl`` where given. None when either part is missing or unusable."""
+    if not isinstance(record, dict):
+        return None
+    host = smdp_host(record.get("smdpAddress") or record.get("rspUrl"))
+    matching = record.get("matchingId")
+    matching = matching.strip() if isinstance(matching, str) else ""
+    if host is None or not _LPA_PART.fullmatch(matching):
+        return None
+    apple = record.get("appleInstallUrl")
+    apple = apple.strip() if isinstance(apple, str) else ""
+    return Activation(
+        f"LPA:1${host}${matching}", apple_url=apple if apple.startswith("https://") else None
+    )
+
+
+def install_records(body: Any) -> list[dict[str, Any]] | None:
+    """``GET /esims/assignments?reference=…`` as JSON: one object (the documented example,
+    ``eSIMDetailsInstallResponse``), a list (the ``Assignments`` schema), or a list wrapped
+    under ``esims``/``assignments``. None for an answer of no such shape."""
+    if isinstance(body, dict):
+        wrapped = _inner(body, ("esims", "assignments"))
+        if wrapped is not None:
+            return records(wrapped)
+        return [body] if body.get("iccid") else None
+    return records(body)
+
+
+def order_installs(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The eSIMs an order record names, with their install data where it has them: the
+    lines' ``esims`` (``{iccid, matchingId, smdpAddress}``: the purchase answer, and
+    ``GET /orders?includeIccids=true``), else their bare ``iccids``."""
+    out: list[dict[str, Any]] = []
+    for line in as_list(raw.get("order") or raw.get("Order")):
+        if not isinstance(line, dict):
+            continue
+        esims = [e for e in as_list(line.get("esims")) if isinstance(e, dict) and e.get("iccid")]
+        out.extend(esims or [{"iccid": i} for i in as_list(line.get("iccids")) if i])
+    return [{**e, "iccid": str(e["iccid"])} for e in out]
 
 
 # -- errors ----------------------------------------------------------------------------------

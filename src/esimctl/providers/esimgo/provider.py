@@ -6,6 +6,7 @@ answers mean is ``answers.py``. Sections as in ``docs/providers/esimgo.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import weakref
@@ -30,7 +31,7 @@ from esimctl.errors import (
     RateLimited,
     TemporaryFailure,
 )
-from esimctl.models import Esim, EsimState, Money, Order, Plan
+from esimctl.models import Activation, Esim, EsimState, Money, NewEsim, Order, Plan
 from esimctl.providers.base import Capability, Provider, ProviderContext
 from esimctl.providers.kit.concurrency import bounded_map
 from esimctl.providers.kit.http import ApiClient, Throttle, retry_after, shape_of
@@ -40,12 +41,15 @@ from esimctl.providers.kit.values import parse_time, to_decimal, to_int
 
 from .answers import (
     Assignment,
+    activation_from,
     bundle_applied,
     bundle_coverage,
     bundle_from,
     compatible_from,
     error_message,
     esim_from,
+    install_records,
+    order_installs,
     order_records,
     orders_from,
     organisation_from,
@@ -103,6 +107,13 @@ def _shared_throttle(rate: float) -> Throttle:
     return buckets[rate]
 
 
+def _lookup_start(intent: dict[str, Any], since: datetime) -> datetime:
+    """Where an order lookup starts: the journal knows when the request left (an order
+    dated before it is not ours), less the clock margin."""
+    sent = parse_time(intent.get("sent_at"))
+    return (sent if sent is not None and sent > since else since) - ORDER_CLOCK_MARGIN
+
+
 def _kind(path: str) -> str:
     """The endpoint family of a path, for the token costs learnt per family."""
     parts = [p for p in re.sub(r"^/v\d+(?:\.\d+)?", "", path).split("/") if p]
@@ -125,6 +136,7 @@ class EsimGoProvider(Provider):
             Capability.TOPUPS,
             Capability.CATALOGUE,
             Capability.BUY_TOPUP,
+            Capability.BUY_ESIM,
             Capability.FIND_ORDER,
             Capability.ORDERS,
             Capability.BALANCE,
@@ -448,19 +460,24 @@ class EsimGoProvider(Provider):
 
     # -- orders -----------------------------------------------------------------------------
 
-    async def _order_rows(
+    async def _order_records(
         self, since: datetime | None = None, *, complete: bool = False
-    ) -> list[Order]:
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"includeIccids": "true"}
         if since is not None:
             params["createdAt"] = "gte:" + since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        found = await self._pages(
+        return await self._pages(
             "/orders",
             params,
             "the order list",
             lambda body: strict_order_records(body, complete=complete),
             size_param="limit",
         )
+
+    async def _order_rows(
+        self, since: datetime | None = None, *, complete: bool = False
+    ) -> list[Order]:
+        found = await self._order_records(since, complete=complete)
         currency = await self._currency() if any(not r.get("currency") for r in found) else None
         return [o for r in found for o in self._orders(r, currency)]
 
@@ -472,15 +489,10 @@ class EsimGoProvider(Provider):
     def _refused(self, text: str) -> LimitRefused:
         return self._error(LimitRefused, f"refused: {text}")
 
-    async def _validate(self, esim: Esim, plan: Plan, line: dict[str, Any]) -> Money:
-        """Price the order with ``type: validate`` (charges nothing, retried like a read);
-        refused unless the total is a real price no higher than the one shown."""
-        what = f"{plan.id!r} for eSIM {esim.iccid}"
-        if plan.price is None:
-            raise self._refused(
-                f"eSIM Go lists no price for {what}, and esimctl does not buy at an unknown "
-                "price; nothing was bought"
-            )
+    async def _price_check(self, what: str, line: dict[str, Any], currency: str | None) -> Money:
+        """``POST /orders`` with ``type: validate``: what eSIM Go would charge for ``line``
+        (charges nothing; retried like a read). Raises on an order it will not take or an
+        answer without a total."""
         answer = await self._call(
             "POST", "/orders", json={"type": "validate", "assign": True, "order": [line]}
         )
@@ -492,7 +504,19 @@ class EsimGoProvider(Provider):
         total = to_decimal(answer.get("total"))
         if total is None:
             raise self._unreadable("the price check (validate)", answer)
-        currency = answer.get("currency") or plan.price.currency
+        cur = answer.get("currency")
+        return Money(total, cur if isinstance(cur, str) and cur else currency or "USD")
+
+    async def _validate(self, what: str, plan: Plan, line: dict[str, Any]) -> Money:
+        """Price the order (``_price_check``); refused unless the total is a real price no
+        higher than the one shown."""
+        if plan.price is None:
+            raise self._refused(
+                f"eSIM Go lists no price for {what}, and esimctl does not buy at an unknown "
+                "price; nothing was bought"
+            )
+        checked = await self._price_check(what, line, plan.price.currency)
+        total, currency = checked.amount, checked.currency
         if currency != plan.price.currency:
             raise self._refused(
                 f"eSIM Go prices {what} in {currency}, not in the {plan.price.currency} "
@@ -505,10 +529,10 @@ class EsimGoProvider(Provider):
             )
         if total > plan.price.amount:
             raise self._refused(
-                f"eSIM Go now asks {Money(total, currency)} for {plan.id}, more than the "
+                f"eSIM Go now asks {checked} for {plan.id}, more than the "
                 f"{plan.price} shown; nothing was bought, check 'esimctl plans'"
             )
-        return Money(total, currency)
+        return checked
 
     async def buy_topup(self, esim: Esim, plan: Plan, reference: str) -> Order:
         async def compatible() -> bool:
@@ -528,7 +552,7 @@ class EsimGoProvider(Provider):
             "iccids": [esim.iccid],
             "allowReassign": False,
         }
-        await self._validate(esim, plan, line)
+        await self._validate(f"{plan.id!r} for eSIM {esim.iccid}", plan, line)
         # No client reference on eSIM Go: the journal is what find_order matches on.
         sent_at = self.ctx.clock().isoformat()
         self.ctx.journal.record(reference, iccid=esim.iccid, plan_id=plan.id, sent_at=sent_at)
@@ -579,9 +603,7 @@ class EsimGoProvider(Provider):
         intent = self.ctx.journal.entry(reference)
         plan_id, known = intent.get("plan_id"), intent.get("order")
         iccid = iccid or intent.get("iccid")
-        # The journal knows when the request left; an order dated before it is not ours.
-        sent = parse_time(intent.get("sent_at"))
-        start = (sent if sent is not None and sent > since else since) - ORDER_CLOCK_MARGIN
+        start = _lookup_start(intent, since)
         claimed = self.ctx.journal.claimed_order_ids(except_reference=reference)
         rows = await self._order_rows(start, complete=True)
 
@@ -605,6 +627,189 @@ class EsimGoProvider(Provider):
             reference, order=str(found.extra.get("order_reference") or found.id)
         )
         return dataclasses.replace(found, iccid=iccid or found.iccid, reference=reference)
+
+    # -- new eSIMs --------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_line(plan: Plan) -> dict[str, Any]:
+        """One bundle; sent with ``assign: true`` and no ICCIDs, eSIM Go puts it on a new
+        eSIM (documented: "If assign is set to true, but no ICCIDs are provided, bundles
+        are assigned to new eSIMs")."""
+        return {"type": "bundle", "item": plan.id, "quantity": 1}
+
+    async def validate_esim(self, plan: Plan) -> Money | None:
+        currency = plan.price.currency if plan.price is not None else await self._currency()
+        return await self._price_check(f"a new eSIM of {plan.id!r}", self._new_line(plan), currency)
+
+    async def _install_details(self, order_reference: str) -> list[dict[str, Any]]:
+        """``GET /esims/assignments?reference=…`` (JSON by the ``Accept`` header; its default
+        is CSV): the order's eSIMs with their ``matchingId`` and SM-DP+ address."""
+        body = await self._get(
+            "/esims/assignments",
+            params={"reference": order_reference, "additionalFields": "installUrl"},
+        )
+        found = install_records(body)
+        if found is None:
+            raise self._unreadable(f"the install details of order {order_reference}", body)
+        return found
+
+    def _new_esim(
+        self,
+        order: Order,
+        installs: Sequence[dict[str, Any]],
+        *,
+        reference: str,
+        plan: Plan | None = None,
+        status_message: Any = None,
+    ) -> NewEsim:
+        """The order as a new eSIM: its ICCID (None while eSIM Go names none) and, where
+        the records carry them, its matching id and SM-DP+ address."""
+        iccids = [str(r["iccid"]) for r in installs if r.get("iccid")]
+        iccid = iccids[0] if iccids else order.iccid
+        activation = None
+        for r in installs:
+            if iccid and str(r.get("iccid") or iccid) == iccid:
+                activation = activation or activation_from(r)
+        extra = {**order.extra, "kind": "new"}
+        if status_message is not None:
+            extra["status_message"] = status_message
+        order = dataclasses.replace(
+            order,
+            iccid=iccid,
+            plan_id=plan.id if plan is not None else order.plan_id,
+            plan=plan.name if plan is not None else order.plan,
+            reference=reference,
+            extra=extra,
+        )
+        return NewEsim(order, iccid=iccid, activation=activation if iccid else None)
+
+    async def buy_esim(self, plan: Plan, reference: str) -> NewEsim:
+        """Validate, journal, then one ``POST /orders`` of type ``transaction`` with
+        ``assign: true`` and no ICCIDs. The eSIM and how to install it come from the
+        answer's ``esims``, else from ``GET /esims/assignments`` by the order reference;
+        if neither says yet, ``find_esim_order`` learns it later."""
+        line = self._new_line(plan)
+        await self._validate(f"a new eSIM of {plan.id!r}", plan, line)
+        # No client reference on eSIM Go: the journal is what find_esim_order matches on.
+        sent_at = self.ctx.clock().isoformat()
+        self.ctx.journal.record(reference, kind="new", plan_id=plan.id, sent_at=sent_at)
+        body = await self._call(
+            "POST",
+            "/orders",
+            json={"type": "transaction", "assign": True, "order": [line]},
+            idempotent=False,
+        )
+        raw = next(iter(order_records(body)), {})
+        currency = plan.price.currency if plan.price else None
+        orders = self._orders(raw, currency)
+        if not orders:
+            raise self._error(
+                OutcomeUnknown,
+                "eSIM Go accepted the purchase but its answer has no order reference; it is "
+                "checked before anything is bought again",
+            )
+        order = orders[0]
+        order_ref = str(order.extra.get("order_reference") or order.id)
+        self.ctx.journal.record(reference, order=order_ref)
+        # Bought: from here on nothing may raise, or the purchase would read as refused.
+        installs = order_installs(raw)
+        if not any(activation_from(r) for r in installs):
+            # Not said here: the eSIM is learnt later (find_esim_order); `install` asks again.
+            with contextlib.suppress(EsimctlError):
+                installs = await self._install_details(order_ref) or installs
+        return self._new_esim(
+            order,
+            installs,
+            reference=reference,
+            plan=plan,
+            status_message=raw.get("statusMessage"),
+        )
+
+    async def find_esim_order(self, reference: str, *, since: datetime) -> NewEsim | None:
+        """The new-eSIM order ``reference`` made; None only when a well-formed order list
+        shows none. An answer that cannot be understood raises: the purchase stays
+        unresolved."""
+        try:
+            return await self._find_esim_order(reference, since=since)
+        except CredentialsError:
+            raise
+        except EsimctlError as exc:
+            raise self.lookup_unresolved(
+                f"could not say whether the purchase of a new eSIM {reference} went through "
+                f"({exc.message})"
+            ) from None
+
+    async def _find_esim_order(self, reference: str, *, since: datetime) -> NewEsim | None:
+        intent = self.ctx.journal.entry(reference)
+        plan_id, known = intent.get("plan_id"), intent.get("order")
+        start = _lookup_start(intent, since)
+        raws = await self._order_records(start, complete=True)
+        currency = await self._currency() if any(not r.get("currency") for r in raws) else None
+        pairs = [(o, r) for r in raws for o in self._orders(r, currency)]
+        found: tuple[Order, dict[str, Any]] | None = None
+        if known:  # the answer named the order: only that one
+            found = next((p for p in pairs if p[0].extra.get("order_reference") == known), None)
+            if found is None:
+                raise self._error(
+                    TemporaryFailure,
+                    f"eSIM Go does not list order {known} (named by its purchase answer) yet",
+                )
+        else:
+            claimed = self.ctx.journal.claimed_order_ids(except_reference=reference)
+            candidates = sorted(
+                (
+                    p
+                    for p in pairs
+                    if not (
+                        str(p[0].extra.get("order_reference") or p[0].id) in claimed
+                        or p[0].id in claimed
+                        or p[0].created_at < start
+                        or (plan_id and p[0].plan_id != plan_id)
+                        or str(p[0].extra.get("type") or "bundle").lower() != "bundle"
+                    )
+                ),
+                key=lambda p: p[0].created_at,
+            )
+            for p in candidates:
+                if await self._on_new_esim(p[0], start):
+                    found = p
+                    break
+            if found is None:
+                return None
+            self.ctx.journal.record(
+                reference, order=str(found[0].extra.get("order_reference") or found[0].id)
+            )
+        order, raw = found
+        iccids = set(order.extra.get("iccids") or [])
+        installs = [r for r in order_installs(raw) if not iccids or r["iccid"] in iccids]
+        if not installs:  # no eSIM named in the list yet: ask for the install details
+            with contextlib.suppress(EsimctlError):
+                installs = await self._install_details(str(order.extra.get("order_reference")))
+        return self._new_esim(order, installs, reference=reference)
+
+    async def _on_new_esim(self, order: Order, start: datetime) -> bool:
+        """Whether ``order`` put its bundle on a new eSIM rather than topping one up: no
+        assignment on its eSIM is known to be older than our request. (A doubt counts
+        as new: taking an order for ours at worst leaves a purchase unmade; missing ours
+        would buy twice.)"""
+        iccids = [str(i) for i in order.extra.get("iccids") or []]
+        if len(iccids) != 1:
+            return not iccids  # no eSIM named yet, or several: no single new eSIM
+        iccid = iccids[0]
+        assignments = await self._about_iccid(iccid, lambda: self._assignments(iccid))
+        return not any(a.assigned_at is not None and a.assigned_at < start for a in assignments)
+
+    async def activation(self, iccid: str) -> Activation | None:
+        """From the eSIM's details (``GET /esims/{iccid}?additionalFields=installUrl``):
+        ``matchingId``, ``smdpAddress`` and ``appleInstallUrl``."""
+
+        async def fetch() -> Activation | None:
+            detail = await self._get(f"/esims/{iccid}", params={"additionalFields": "installUrl"})
+            if not isinstance(detail, dict):
+                raise self._unreadable(f"eSIM {iccid}", detail)
+            return activation_from(detail)
+
+        return await self._about_iccid(iccid, fetch)
 
     def is_applied(self, before: Esim | None, after: Esim, order: Order) -> bool:
         """Applied once the bundle ``order`` bought has left *processing* on the eSIM: the
