@@ -576,6 +576,30 @@ async def buy_once(
     return Bought(row, over_limit=problem)
 
 
+async def buy_asked(
+    env: Env,
+    provider: Provider,
+    p: Purchase,
+    *,
+    ask: Callable[[], None],
+    wait: float = 0.0,
+    progress: Progress | None = None,
+) -> Bought:
+    """A purchase by hand (``renew ESIM``, ``buy``): the checks that need no lock first, so
+    nobody is asked about what would be refused; then ``ask`` (the prompt, or ``--yes``;
+    it raises to decline); then ``buy_once`` in the renewal lock, which checks again where
+    another run cannot change the answer meanwhile. The account's cached figures are
+    dropped: they no longer show what was bought."""
+    from esimctl.lock import RenewLock
+
+    p = precheck(env, p)
+    ask()
+    with RenewLock(env.paths.lock_file, wait=wait):
+        bought = await buy_once(env, provider, p, progress=progress)
+        env.ledger.cache_drop(provider.account)
+    return bought
+
+
 def _mark_over_limit(env: Env, p: Purchase, row: LedgerOrder) -> tuple[LedgerOrder, str | None]:
     problem = over_limit(env.orders, p.limits, p.esim, row)
     # Reported to the user by this command: a retry no longer takes it for its own answer.

@@ -23,7 +23,6 @@ from esimctl.errors import (
     LimitRefused,
     Unsupported,
 )
-from esimctl.lock import RenewLock
 from esimctl.models import Money, Plan
 from esimctl.output import human
 from esimctl.output.human import esc
@@ -161,12 +160,15 @@ async def _buy(
             data={"order": order_json(order), "esim": None},
             lines=[f"dry run: would buy {esc(what)}{esc(note)}; nothing bought"],
         )
-    purchase = pipeline.precheck(env, purchase)
-    confirm(env, f"Buy {what}?", yes=opts.yes)
     try:
-        with RenewLock(env.paths.lock_file, wait=opts.wait):
-            bought = await pipeline.buy_once(env, provider, purchase, progress=progress)
-            env.ledger.cache_drop(provider.account)
+        bought = await pipeline.buy_asked(
+            env,
+            provider,
+            purchase,
+            ask=lambda: confirm(env, f"Buy {what}?", yes=opts.yes),
+            wait=opts.wait,
+            progress=progress,
+        )
     except (asyncio.CancelledError, KeyboardInterrupt):
         return _interrupted(env, progress)
     row = bought.row

@@ -14,7 +14,6 @@ from esimctl import parsing
 from esimctl.env import Env
 from esimctl.errors import EsimctlError, Interrupted, InvalidInput, LimitRefused, Unsupported
 from esimctl.ledger import LedgerOrder
-from esimctl.lock import RenewLock
 from esimctl.models import Esim, Money, Plan
 from esimctl.output import human
 from esimctl.output.human import describe, esc
@@ -134,14 +133,15 @@ async def _renew(
             data={"order": order_json(order), "applied": False},
             lines=[f"dry run: would buy {esc(what)}; nothing bought"],
         )
-    # Asked before the lock is taken, about what the checks let through; buy_once checks
-    # again in the lock, where another run cannot change the answer meanwhile.
-    purchase = pipeline.precheck(env, purchase)
-    confirm(env, f"Buy {what}?", yes=opts.yes)
     try:
-        with RenewLock(env.paths.lock_file, wait=opts.wait):
-            bought = await pipeline.buy_once(env, provider, purchase, progress=progress)
-            env.ledger.cache_drop(provider.account)
+        bought = await pipeline.buy_asked(
+            env,
+            provider,
+            purchase,
+            ask=lambda: confirm(env, f"Buy {what}?", yes=opts.yes),
+            wait=opts.wait,
+            progress=progress,
+        )
     except (asyncio.CancelledError, KeyboardInterrupt):
         return interrupted_result(env, progress)
     row = bought.row
