@@ -72,8 +72,8 @@ STATUS_REFRESH = ["status", "--json", "--refresh"]
 
 #: Never imported by a command that needs no network: the HTTP stack and the keyring, pydantic
 #: (Typer 0.29+ imports it to check options: docs/performance.md), and the libraries of
-#: notifications and calendars (imported by those commands alone).
-FORBIDDEN = ("httpx", "keyring", "pydantic", "apprise", "icalendar")
+#: notifications, calendars and QR codes (imported by those commands alone).
+FORBIDDEN = ("httpx", "keyring", "pydantic", "apprise", "icalendar", "segno")
 
 
 def imported_modules(argv_tail: Sequence[str], env: dict[str, str]) -> set[str]:
@@ -162,7 +162,7 @@ def startup(runs: int = 21) -> list[Figure]:
     )
     rows.append(
         Figure(
-            "start-up: httpx, keyring, pydantic, apprise, icalendar imported without network",
+            "start-up: " + ", ".join(FORBIDDEN) + " imported without network",
             "none",
             "; ".join(f"{k}: {', '.join(v)}" for k, v in offenders.items()) or "none",
             None,

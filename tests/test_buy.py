@@ -198,3 +198,38 @@ def test_the_printed_matrix_is_the_code_itself() -> None:
     lpa = "LPA:1$lpa.airalo.com$Q7MRK29XHF3TD8AA"
     printed = qr.lines(lpa, color=False)
     assert decode(printed, light_as_ink=True) == lpa
+
+
+def test_an_order_left_by_a_killed_run_answers_its_retry_not_a_later_purchase(
+    tmp_path: Path,
+) -> None:
+    """After a SIGKILL once the order was recorded, the retry gets that order (not a
+    second one); a purchase of the same top-up hours later is a new intent and buys."""
+    from datetime import UTC, datetime, timedelta
+
+    home = tmp_path / "home"
+    t0 = datetime.now(UTC).replace(microsecond=0)
+
+    def run(*args: str, at: timedelta, kill: str | None = None) -> Any:
+        env = {
+            "ESIMCTL_HOME": str(home),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "PATH": "/usr/bin:/bin",
+            "ESIMCTL_TEST_NOW": (t0 + at).isoformat(),
+        }
+        if kill:
+            env["ESIMCTL_TEST_KILL_AT"] = kill
+        return subprocess.run(
+            [*ESIMCTL, *args], env=env, capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    renew = ("--demo", "renew", "Tokyo", "--plan", "jp-1gb-3d", "--yes", "--timeout", "0m")
+    killed = run(*renew, at=timedelta(0), kill="after_record")
+    assert killed.returncode == -signal.SIGKILL, killed
+    retry = run(*renew, at=timedelta(minutes=1))
+    assert retry.returncode == 0 and "not bought again" in retry.stdout, retry
+    later = run(*renew, at=timedelta(hours=2))
+    assert later.returncode == 0 and "not bought again" not in later.stdout, later
+    state = json.loads(state_file(home).read_text(encoding="utf-8"))
+    assert len([o for o in state["orders"] if o.get("reference")]) == 2

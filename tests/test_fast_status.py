@@ -24,9 +24,9 @@ from fakes.esimgo import DEFAULT_KEY, FakeEsimGo
 ENV = {"ESIMCTL_TRIP_API_KEY": DEFAULT_KEY, "ESIMCTL_WORK_API_KEY": DEFAULT_KEY}
 # Never imported by a command that needs no network: the HTTP stack and the keyring; pydantic,
 # which Typer 0.29+ imports to build an adapter per option on every run (what `pip install .`
-# resolves is what CI tests: docs/performance.md); and the libraries of notifications and
-# calendars, imported by those commands alone.
-NETWORK_MODULES = ("httpx", "keyring", "pydantic", "apprise", "icalendar")
+# resolves is what CI tests: docs/performance.md); and the libraries of notifications,
+# calendars and QR codes, imported by those commands alone.
+NETWORK_MODULES = ("httpx", "keyring", "pydantic", "apprise", "icalendar", "segno")
 
 # A child esimctl that reports which of NETWORK_MODULES it imported, on stderr's last line.
 PROBE = """

@@ -369,7 +369,10 @@ def store_esims(
 def _allocating(env: Env, account: str) -> bool:
     """A new eSIM of ``account`` bought and not allocated yet (eSIM Access allocates after
     the order): the account is asked, not its cache, until the eSIM (and its label) shows."""
-    return any(not r.iccid for r in env.orders.awaiting(account=account))
+    # Asked for a day at most: a seller that never allocates (a cancelled order) must not
+    # cost every later status a request; the order stays pending, for 'history' to show.
+    since = env.now() - timedelta(days=1)
+    return any(not r.iccid and r.created_at >= since for r in env.orders.awaiting(account=account))
 
 
 def fetch_esims(

@@ -117,7 +117,9 @@ def check_limits(
     now = book.clock()
     if limits.max_per_day is not None and esim is not None:
         most, where = limits.max_per_day
-        day = book.spent(since=now - timedelta(days=1), account=esim.account, iccid=esim.iccid)
+        renewals = book.spent(since=now - timedelta(days=1), account=esim.account, iccid=esim.iccid)
+        # Buying the eSIM itself (esimctl buy) is not a renewal of it.
+        day = [r for r in renewals if r.detail.get("kind") != "new"]
         count = len(day) + sum(1 for a, i, _ in planned if (a, i) == (esim.account, esim.iccid))
         if count >= most:
             raise LimitRefused(

@@ -72,16 +72,22 @@ def checkpoint(env: Env, step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def unreported_found(env: Env, account: str, iccid: str | None, plan_id: str) -> LedgerOrder | None:
+def unreported_found(
+    env: Env, account: str, iccid: str | None, plan_id: str, need: str | None = None
+) -> LedgerOrder | None:
     """An order of this eSIM (``iccid``; None: a new eSIM) and plan that reconciliation
     found at the provider after its answer was lost, and that no command has shown the user
     yet: a retry of the same intent."""
-    since = env.now() - RETRY_REPORT_WINDOW
-    rows = env.orders.spent(account=account, iccid=iccid, since=since)
+    now = env.now()
+    rows = env.orders.spent(account=account, iccid=iccid, since=now - RETRY_REPORT_WINDOW)
     for row in rows:
-        if iccid is None and not is_new(row):
+        if (iccid is None) != is_new(row):
+            continue  # a top-up is never the answer to buying an eSIM, nor the reverse
+        if row.plan_id != plan_id or orders.is_unresolved(row):
             continue
-        if row.plan_id == plan_id and not orders.is_unresolved(row) and _found_unreported(row):
+        if need is not None and row.need != need:
+            continue
+        if _found_unreported(row, now):
             return row
     return None
 
@@ -96,12 +102,22 @@ def found_by_reconciling(row: LedgerOrder) -> bool:
     return str(row.detail.get("reconciled", "")).startswith("found")
 
 
-def _found_unreported(row: LedgerOrder) -> bool:
-    """An order the pipeline recorded (an answer, or a lookup after a lost one) that no
-    command has shown the user yet: the run that placed it was killed, or lost the answer.
-    A retry of the same purchase gets this order, not a second one."""
-    recorded = found_by_reconciling(row) or "charged" in row.detail
-    return recorded and not row.detail.get("reported")
+def _found_unreported(row: LedgerOrder, now: datetime | None = None) -> bool:
+    """An order no command has shown the user yet, that a retry of the same purchase gets
+    instead of a second one: one a lookup found after its answer was lost, or (``now``
+    given) one the pipeline recorded just before its run was killed — only while it is
+    still pending and within ``DUPLICATE_WINDOW``: later it is history, and a new
+    purchase of the same plan is a new intent."""
+    if row.detail.get("reported"):
+        return False
+    if found_by_reconciling(row):
+        return True
+    return (
+        now is not None
+        and "charged" in row.detail
+        and orders.is_awaiting(row)
+        and now - row.created_at < DUPLICATE_WINDOW
+    )
 
 
 def new_reference() -> str:
@@ -159,12 +175,28 @@ def is_new(row: LedgerOrder) -> bool:
 
 def label_new_esim(env: Env, row: LedgerOrder) -> None:
     """The label given at purchase (``buy --label Tokyo``), written to config once the
-    seller has allocated the eSIM. A label the config has already is kept."""
-    label = row.detail.get("label")
-    if not label or not row.iccid or env.config.label_for(row.iccid):
+    seller has allocated the eSIM: to config as it is on disk now (not the copy this run
+    read), and only if the eSIM has no label yet and no other eSIM took that one since.
+    Best effort: a config that cannot be written costs the label, never the purchase."""
+    from esimctl.config import Config
+
+    label = str(row.detail.get("label") or "")
+    if not label or not row.iccid:
         return
-    env.config.raw.setdefault("esims", {})[row.iccid] = {"label": str(label)}
-    env.config.save()
+    try:
+        cfg = Config.load(env.config.path)
+        taken = {
+            str(t.get("label", "")).lower()
+            for i, t in cfg.raw.get("esims", {}).items()
+            if isinstance(t, dict) and i != row.iccid
+        }
+        if cfg.label_for(row.iccid) or label.lower() in taken:
+            return
+        cfg.raw.setdefault("esims", {})[row.iccid] = {"label": label}
+        cfg.save()
+        env.config.raw.setdefault("esims", {})[row.iccid] = {"label": label}
+    except (EsimctlError, OSError):
+        return
 
 
 async def allocate(env: Env, provider: Provider) -> list[LedgerOrder]:
@@ -327,8 +359,6 @@ async def buy(
         row = env.orders.record_taken(
             row, provider_order_id=order.id, price=counted, detail=detail, iccid=allocated
         )
-        if allocated:
-            label_new_esim(env, row)
     except (EsimctlError, sqlite3.Error, OSError) as exc:
         why = exc.message if isinstance(exc, EsimctlError) else str(exc)
         raise OutcomeUnknown(
@@ -340,6 +370,8 @@ async def buy(
         ) from None
     checkpoint(env, "after_record")
     progress.row = row
+    if allocated:
+        label_new_esim(env, row)
     if interrupted:
         raise asyncio.CancelledError
     return row
@@ -459,7 +491,7 @@ def recent_duplicates(env: Env, p: Purchase) -> list[LedgerOrder]:
     for row in env.orders.spent(account=p.plan.account, iccid=iccid):
         if row.plan_id != p.plan.id or (p.esim is None) != is_new(row):
             continue
-        if orders.is_unresolved(row) or _found_unreported(row):
+        if orders.is_unresolved(row) or _found_unreported(row, env.now()):
             continue  # the same intent, not a new one: buy_once reconciles and reports it
         if not orders.is_served(row) or row.created_at >= since:
             out.append(row)
@@ -548,9 +580,11 @@ async def buy_once(
     # A retry after "outcome unknown" is the same intent: if the earlier request went
     # through after all, report that order instead of buying a second one.
     found = unreported_found(
-        env, provider.account, p.esim.iccid if p.esim is not None else None, p.plan.id
+        env, provider.account, p.esim.iccid if p.esim is not None else None, p.plan.id, p.need
     )
     if found is not None:
+        if is_new(found):
+            label_new_esim(env, found)  # the run that placed it may have died before
         return Bought(env.orders.note_quietly(found, reported=True), earlier=True)
     p = precheck(env, p)
     if consent is not None:

@@ -22,6 +22,7 @@ from esimctl.errors import (
     InvalidInput,
     LimitRefused,
     Unsupported,
+    run_outcome,
 )
 from esimctl.models import Money, Plan
 from esimctl.output import human
@@ -172,12 +173,14 @@ async def _buy(
     except (asyncio.CancelledError, KeyboardInterrupt):
         return _interrupted(env, progress)
     row = bought.row
-    problem: EsimctlError | None = None
+    problems: list[EsimctlError] = []
     if bought.over_limit is not None:
-        problem = LimitRefused(
-            f"charged beyond your limit: {bought.over_limit}. The order was placed; check it "
-            "with the seller",
-            code="charged_over_limit",
+        problems.append(
+            LimitRefused(
+                f"charged beyond your limit: {bought.over_limit}. The order was placed; check it "
+                "with the seller",
+                code="charged_over_limit",
+            )
         )
     new = progress.new
     if row.iccid is None:
@@ -185,9 +188,12 @@ async def _buy(
         try:
             row = await _allocated(env, provider, row, timeout)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            problem = Interrupted(
-                f"interrupted while the seller allocates the eSIM (order "
-                f"{row.to_order().id}): it is bought; 'esimctl status' shows it once allocated"
+            problems.append(
+                Interrupted(
+                    f"interrupted while the seller allocates the eSIM (order "
+                    f"{row.to_order().id}): it is bought; 'esimctl status' shows it once "
+                    "allocated"
+                )
             )
     activation = new.activation if new is not None else None
     if activation is None and row.iccid:
@@ -224,9 +230,10 @@ async def _buy(
     if opts.reveal and activation is not None and row.iccid:
         data["activation"] = activation_json(activation, None, row.iccid)
     result = Result(command="buy", data=data, lines=lines)
-    if problem is not None:
-        result.errors.append(problem)
-        result.exit_code = problem.exit_code
+    if problems:
+        # Both reported: a charge beyond a limit is news even when Ctrl-C came after it.
+        result.errors.extend(problems)
+        result.exit_code, result.status = run_outcome(problems, achieved=True)
     return result
 
 

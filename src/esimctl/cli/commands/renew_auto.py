@@ -177,7 +177,10 @@ class AutoRun:
     def look(self) -> None:
         env = self.env
         names = {a.name for a in self.accounts}
-        open_before = [r for r in env.orders.open() if r.account in names]
+        # A new eSIM being bought (esimctl buy) is that command's news, not a top-up's.
+        open_before = [
+            r for r in env.orders.open() if r.account in names and not pipeline.is_new(r)
+        ]
         unsure = {r.account for r in open_before if book.is_unresolved(r)}
         if unsure and not self.opts.dry_run:
             out = fan_out(
@@ -191,7 +194,7 @@ class AutoRun:
         self.answered = set(fetched.results)
         for row in open_before:
             current = env.orders.get(row.id)
-            if pipeline.found_by_reconciling(current):
+            if pipeline.found_by_reconciling(current) or "charged" in current.detail:
                 # Reported by this run ("applied", "pending"): not a retry's answer later.
                 current = env.orders.note(current, reported=True)
             self.earlier.append((book.outcome(current), current))

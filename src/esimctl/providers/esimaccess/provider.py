@@ -446,7 +446,8 @@ class EsimAccessProvider(Provider):
         for earlier, rec in self._journal().items():
             # The same top-up asked for again after a lost answer: the same transactionId.
             if (
-                rec.get("state") == "unknown"
+                # "sent": a run killed while its request was in flight; it may have left.
+                rec.get("state") in ("unknown", "sent")
                 and rec.get("esimTranNo") == tran_no
                 and rec.get("packageCode") == code
                 and rec.get("periodNum") == days
@@ -690,7 +691,8 @@ class EsimAccessProvider(Provider):
             # which eSIM Access takes for the same request.
             if (
                 rec.get("kind") == "new"
-                and rec.get("state") == "unknown"
+                # "sent": a run killed while its request was in flight; it may have left.
+                and rec.get("state") in ("unknown", "sent")
                 and rec.get("packageCode") == code
                 and rec.get("periodNum") == days
                 and now - (parse_time(rec.get("sent_at")) or now - REUSE_WITHIN) < REUSE_WITHIN
