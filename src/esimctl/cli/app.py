@@ -621,10 +621,66 @@ def run(argv: list[str] | None = None, env: Env | None = None) -> int:
         env.close()
 
 
+#: Root options that take a value (the next word is not a command).
+_VALUED_ROOT_OPTIONS = ("--color",)
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command being run (and the root options): Typer reads the
+    signature of every command it builds, which costs start-up for each command added.
+    Without a known command (``--help``, a typo), the whole app, for its help and errors."""
+    import copy
+
+    words = iter(args)
+    name = None
+    for word in words:
+        if word in _VALUED_ROOT_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            name = word
+            break
+    if name is None:
+        if any(a in ("-h", "--help") for a in args):
+            return _without_subcommands(app)
+        return app
+    commands = [
+        c
+        for c in app.registered_commands
+        if (c.name or (c.callback.__name__ if c.callback else "").replace("_", "-")) == name
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    slim = copy.copy(app)
+    slim.registered_commands = commands
+    slim.registered_groups = groups
+    return slim
+
+
+def _without_subcommands(full: typer.Typer) -> typer.Typer:
+    """For ``esimctl --help``: the groups (account, esim, ...) listed by their own help,
+    without building each of their subcommands, which the root help does not show."""
+    import copy
+
+    slim = copy.copy(full)
+    groups = []
+    for g in full.registered_groups:
+        shallow = copy.copy(g)
+        if g.typer_instance is not None:
+            empty = copy.copy(g.typer_instance)
+            empty.registered_commands = []
+            empty.registered_groups = []
+            shallow.typer_instance = empty
+        groups.append(shallow)
+    slim.registered_groups = groups
+    return slim
+
+
 def _run(args: list[str], env: Env) -> int:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError  # vendored click
 
-    command = typer.main.get_command(app)
+    complete = bool(env.environ.get("_ESIMCTL_COMPLETE"))
+    command = typer.main.get_command(app if complete else _app_for(args))
     if env.environ.get("_ESIMCTL_COMPLETE"):
         # A shell asks what a Tab offers: Typer answers in command.main, with the shells'
         # formats registered (add_completion=False leaves them out; `esimctl completion`

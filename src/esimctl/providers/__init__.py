@@ -1,1 +1,1 @@
-"""Provider clients: one module per seller, all behind ``providers.base.Provider``."""
+"""Provider clients: one package or module per seller, all behind ``providers.base.Provider``."""

@@ -4,6 +4,10 @@
 ``provider.py`` holds the requests: endpoints, signing, throttle, paging, buying and lookups.
 """
 
-from .provider import EsimAccessProvider
+from esimctl.providers.kit.startup import skip_httpx_cli
+
+skip_httpx_cli()  # before httpx is imported: see kit/startup.py
+
+from .provider import EsimAccessProvider  # noqa: E402
 
 __all__ = ["EsimAccessProvider"]

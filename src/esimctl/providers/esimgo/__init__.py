@@ -4,6 +4,10 @@
 requests (endpoints, key, rate limit, purchase and its lookup, error statuses).
 """
 
-from .provider import EsimGoProvider
+from esimctl.providers.kit.startup import skip_httpx_cli
+
+skip_httpx_cli()  # before httpx is imported: see kit/startup.py
+
+from .provider import EsimGoProvider  # noqa: E402
 
 __all__ = ["EsimGoProvider"]
