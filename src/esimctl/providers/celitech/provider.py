@@ -455,6 +455,19 @@ class CelitechProvider(Provider):
             "package_id": to_str(purchase.get("packageId")),
         }
         iccid = to_str(as_dict(answer.get("profile")).get("iccid")) or profile.iccid or esim.iccid
+        return await self._bought(pid, purchase, iccid, plan, reference, extra)
+
+    async def _bought(
+        self,
+        pid: str,
+        purchase: dict[str, Any],
+        iccid: str | None,
+        plan: Plan,
+        reference: str,
+        extra: dict[str, Any],
+    ) -> Order:
+        """The order of a purchase Celitech answered (a top-up or a new eSIM), with what it
+        charged (read back: the answer carries no price)."""
         return Order(
             id=pid,
             account=self.account,
@@ -593,21 +606,7 @@ class CelitechProvider(Provider):
             )
         iccid = to_str(profile.get("iccid"))
         extra = {"package_id": to_str(purchase.get("packageId")), "kind": "new"}
-        order = Order(
-            id=pid,
-            account=self.account,
-            provider=self.id,
-            iccid=iccid,
-            plan_id=plan.id,
-            plan=plan.name,
-            price=await self._charged(pid, reference, iccid, plan.price),
-            created_at=parse_date(purchase.get("createdDate"), purchase.get("createdAt"))
-            or self.ctx.clock(),
-            state=OrderState.COMPLETED,
-            source="provider",
-            reference=reference,
-            extra={k: v for k, v in extra.items() if v is not None},
-        )
+        order = await self._bought(pid, purchase, iccid, plan, reference, extra)
         # Without an ICCID (an answer cut short of its profile), the purchase list gives it.
         return NewEsim(order, iccid=iccid, activation=activation_from(profile) if iccid else None)
 

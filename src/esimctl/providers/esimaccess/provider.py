@@ -417,6 +417,37 @@ class EsimAccessProvider(Provider):
         rec = self._journal().get(reference) or {}
         return str(rec.get("tx") or transaction_id(reference))
 
+    async def _send_purchase(
+        self, path: str, payload: dict[str, Any], reference: str, doing: str
+    ) -> Any:
+        """One purchase request (a top-up or a new eSIM), never resent, its journal entry
+        marked by the outcome: ``refused`` (never sent, or a definite refusal), ``unknown``
+        (it may have gone through: ``OutcomeUnknown``, looked up before anything is bought
+        again) or ``done``. ``DuplicateTransaction`` is the caller's: the transactionId was
+        used, so the purchase was made."""
+        try:
+            obj = await self._call(path, payload, idempotent=False)
+        except DuplicateTransaction:
+            raise
+        except (NotSent, RateLimited):
+            self._mark(reference, "refused")  # never sent, or refused before anything was done
+            raise
+        except TemporaryFailure as exc:
+            self._mark(reference, "unknown")
+            if isinstance(exc, OutcomeUnknown):
+                raise
+            raise OutcomeUnknown(
+                f"eSIM Access failed while {doing} ({exc.message}); the outcome will be "
+                "checked before anything is bought again",
+                account=self.account,
+                provider=self.id,
+            ) from None
+        except EsimctlError:
+            self._mark(reference, "refused")  # a definite refusal: nothing was bought
+            raise
+        self._mark(reference, "done")
+        return obj
+
     async def buy_topup(self, esim: Esim, plan: Plan, reference: str) -> Order:
         if plan.kind != "topup":
             raise InvalidInput(
@@ -482,28 +513,11 @@ class EsimAccessProvider(Provider):
         if days is not None:
             payload["periodNum"] = days
         try:
-            obj = await self._call("/esim/topup", payload, idempotent=False)
+            obj = await self._send_purchase("/esim/topup", payload, reference, "buying")
         except DuplicateTransaction:
             found = await self.find_order(reference, iccid=esim.iccid, since=now)
             self._mark(reference, "done")
             return found or self._order_from(reference, tx, esim.iccid, plan, {}, price=price)
-        except (NotSent, RateLimited):
-            self._mark(reference, "refused")  # never sent, or refused before anything was done
-            raise
-        except TemporaryFailure as exc:
-            self._mark(reference, "unknown")
-            if isinstance(exc, OutcomeUnknown):
-                raise
-            raise OutcomeUnknown(
-                f"eSIM Access failed while buying ({exc.message}); the outcome will be "
-                "checked before anything is bought again",
-                account=self.account,
-                provider=self.id,
-            ) from None
-        except EsimctlError:
-            self._mark(reference, "refused")  # a definite refusal: nothing was bought
-            raise
-        self._mark(reference, "done")
         answer = obj if isinstance(obj, Mapping) else {}
         return self._order_from(reference, tx, esim.iccid, plan, answer, price=price)
 
@@ -723,7 +737,7 @@ class EsimAccessProvider(Provider):
         # The answer carries no price: only ``amount`` confirms the listed one was charged.
         price = plan.price if units is not None else None
         try:
-            obj = await self._call("/esim/order", payload, idempotent=False)
+            obj = await self._send_purchase("/esim/order", payload, reference, "ordering")
         except DuplicateTransaction:
             # The transactionId was used: that order was made. Its eSIM, when it shows.
             self._mark(reference, "done")
@@ -743,22 +757,8 @@ class EsimAccessProvider(Provider):
                     created_at=now,
                 )
             )
-        except (NotSent, RateLimited):
-            self._mark(reference, "refused")  # never sent, or refused before anything was done
-            raise
-        except TemporaryFailure as exc:
-            self._mark(reference, "unknown")
-            if isinstance(exc, OutcomeUnknown):
-                raise
-            raise OutcomeUnknown(
-                f"eSIM Access failed while ordering ({exc.message}); the outcome will be "
-                "checked before anything is bought again",
-                account=self.account,
-                provider=self.id,
-            ) from None
         except LimitRefused:
-            # 200005/200006: the package's price is no longer the one sent.
-            self._mark(reference, "refused")
+            # 200005/200006: the package's price is no longer the one sent (marked refused).
             country = plan.countries[0] if len(plan.countries) == 1 else "CC"
             raise LimitRefused(
                 f"refused: the price of {plan.id} changed at eSIM Access since it was listed "
@@ -767,9 +767,6 @@ class EsimAccessProvider(Provider):
                 account=self.account,
                 provider=self.id,
             ) from None
-        except EsimctlError:
-            self._mark(reference, "refused")  # a definite refusal: nothing was bought
-            raise
         order_no = str(obj.get("orderNo") or "").strip() if isinstance(obj, Mapping) else ""
         if not order_no:
             self._mark(reference, "unknown")
